@@ -17,9 +17,13 @@ _splitmix64, _choose = _hash.compile_with(njit(inline="always"))
 TILE_BYTES = 1 << 18
 
 
-@njit(cache=True)
 def row_keys(seed, d):
     """``splitmix64(splitmix64(seed) ^ j)`` for ``j < d``: the per-output half of the hash."""
+    return _row_keys(np.uint64(seed), d)
+
+
+@njit(cache=True)
+def _row_keys(seed, d):
     keys = np.empty(d, dtype=np.uint64)
     seed_key = _splitmix64(np.uint64(seed))
     for j in range(d):
@@ -61,16 +65,12 @@ def forward(x, keys, offset, s, regions_per_tile, n_groups):
             for j in range(d):
                 key = keys[j]
                 for c in range(c0, c1):
-                    index, negative = _choose(key, c, s)
+                    index, sign = _choose(key, c, s)
                     if index < lo or index >= hi:
                         continue
                     b = index - base
-                    if negative:
-                        for r in range(rows):
-                            acc[j, r] -= tile[b, r]
-                    else:
-                        for r in range(rows):
-                            acc[j, r] += tile[b, r]
+                    for r in range(rows):
+                        acc[j, r] += sign * tile[b, r]
     out = partial[0].copy()
     for g in range(1, n_groups):
         out += partial[g]
@@ -98,16 +98,12 @@ def transpose(yt, keys, offset, nb, s, regions_per_tile):
         for j in range(d):
             key = keys[j]
             for c in range(c0, c1):
-                index, negative = _choose(key, c, s)
+                index, sign = _choose(key, c, s)
                 if index < lo or index >= hi:
                     continue
                 b = index - base
-                if negative:
-                    for r in range(rows):
-                        tile[b, r] -= yt[j, r]
-                else:
-                    for r in range(rows):
-                        tile[b, r] += yt[j, r]
+                for r in range(rows):
+                    tile[b, r] += sign * yt[j, r]
         for r in range(rows):
             for i in range(lo, hi):
                 out[r, i - offset] = tile[i - base, r]

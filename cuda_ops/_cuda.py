@@ -42,10 +42,10 @@ def forward_kernel(xt, keys, offset, s, first, last, regions_per_block, y):
         c = batch + lane
         code = int64(-1)
         if j < d and c < c_end:
-            index, negative = _choose(keys[j], c, s)
+            index, sign = _choose(keys[j], c, s)
             if index >= offset and index < offset + nb:
                 # encode the block-local index and the sign in one int64
-                code = (index - offset) * 2 + (1 if negative else 0)
+                code = (index - offset) * 2 + (1 if sign < 0 else 0)
         chosen[warp, lane] = code
         cuda.syncthreads()
         if j < d and r < rows:
@@ -82,9 +82,9 @@ def transpose_kernel(yt, keys, offset, s, first, last, regions_per_block, out):
         c = batch + lane
         code = int64(-1)
         if j < d and c < c_end:
-            index, negative = _choose(keys[j], c, s)
+            index, sign = _choose(keys[j], c, s)
             if index >= offset and index < offset + nb:
-                code = (index - offset) * 2 + (1 if negative else 0)
+                code = (index - offset) * 2 + (1 if sign < 0 else 0)
         chosen[warp, lane] = code
         cuda.syncthreads()
         if j < d and r < rows and value != 0:

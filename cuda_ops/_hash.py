@@ -27,14 +27,18 @@ def compile_with(jit):
     """Compile the hash with ``jit`` (``numba.njit(...)`` or ``cuda.jit(device=True)``).
 
     Returns ``(splitmix64, choose)`` where ``choose(row_key, c, s)`` gives
-    ``(global_index, negative)``: the entry chosen in region ``c`` for the output whose row key is
-    ``row_key`` (= ``splitmix64(splitmix64(seed) ^ j)``), ``s`` being the region size.
+    ``(global_index, sign)``: the entry chosen in region ``c`` for the output whose row key is
+    ``row_key`` (= ``splitmix64(splitmix64(seed) ^ j)``), ``s`` being the region size, and its
+    sign as float32 ``+-1``. The position in the region is ``((h >> 32) * s) >> 32`` (a
+    multiply-shift range reduction: no division on the hot path), the sign is ``-1`` iff the
+    lowest bit of ``h`` is set (branch-free: ``1 - 2 * (h & 1)``).
     """
     mix = jit(splitmix64)
 
     def choose(row_key, c, s):
         h = mix(row_key ^ np.uint64(c))
-        position = np.int64((h >> SHIFT_32) % np.uint64(s))
-        return np.int64(c) * np.int64(s) + position, (h & ONE) == ONE
+        position = np.int64(((h >> SHIFT_32) * np.uint64(s)) >> SHIFT_32)
+        sign = np.float32(1.0) - np.float32(2.0) * np.float32(h & ONE)
+        return np.int64(c) * np.int64(s) + position, sign
 
     return mix, jit(choose)

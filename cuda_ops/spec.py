@@ -2,8 +2,9 @@
 
 The projection maps ``R^n -> R^d``. For output coordinate ``j`` the input is split into regions of
 ``s = d / 32`` consecutive entries; region ``c`` holds entries ``[c*s, (c+1)*s)``. In each region
-exactly one entry is chosen for output ``j``, at ``c*s + ((h >> 32) mod s)``, with sign ``-1`` when
-the lowest bit of ``h`` is set and ``+1`` otherwise, where::
+exactly one entry is chosen for output ``j``, at ``c*s + (((h >> 32) * s) >> 32)`` (the top 32 bits
+of ``h`` mapped onto ``[0, s)`` by a multiply-shift), with sign ``-1`` when the lowest bit of ``h``
+is set and ``+1`` otherwise, where::
 
     h = splitmix64(splitmix64(splitmix64(seed) XOR j) XOR c)          (64-bit wrap-around)
 
@@ -145,7 +146,7 @@ def reference_choice(seed: int, d: int, j: int, c: int) -> tuple[int, int]:
     """Return ``(index, sign)`` chosen for output ``j`` in region ``c`` (index is global)."""
     s = d // DENSITY
     h = reference_hash(seed, j, c)
-    return c * s + (h >> 32) % s, (-1 if h & 1 else 1)
+    return c * s + (((h >> 32) * s) >> 32), (-1 if h & 1 else 1)
 
 
 def reference_matrix(spec: ProjectionSpec, n: int, offset: int = 0):

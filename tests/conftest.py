@@ -1,0 +1,24 @@
+"""Test configuration.
+
+CUDA kernels run on the Numba CUDA simulator unless ``NPEFF_REAL_CUDA=1`` is set (then the same
+tests run them on the GPU, and the ``gpu``-marked tests are enabled). The variable must be set
+before numba is imported, hence here.
+"""
+
+import os
+
+if os.environ.get("NPEFF_REAL_CUDA") != "1":
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
+import pytest  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    from npeff.cuda_ops import cuda_available
+
+    if cuda_available():
+        return
+    skip = pytest.mark.skip(reason="needs a real CUDA GPU (set NPEFF_REAL_CUDA=1 on a GPU machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
