@@ -1,0 +1,18 @@
+"""On-disk formats of npeff: PEF stores (manifest, sharded zarr v3 tensor, Parquet table)."""
+
+from npeff.store.manifest import ModelIdentity, ParameterLayout, StoreConfig, StoreManifest
+from npeff.store.pef_store import PefStore, PefStoreWriter, StoreChunk, create_store, open_store
+from npeff.store.schema import EXAMPLE_SCHEMA
+
+__all__ = [
+    "EXAMPLE_SCHEMA",
+    "ModelIdentity",
+    "ParameterLayout",
+    "PefStore",
+    "PefStoreWriter",
+    "StoreChunk",
+    "StoreConfig",
+    "StoreManifest",
+    "create_store",
+    "open_store",
+]

@@ -1,0 +1,56 @@
+"""The ``npeff`` command: a thin click layer over the library.
+
+Heavy imports (torch, numba, tensorstore) happen inside the commands so that ``npeff --help`` is fast.
+Errors a user can fix are printed as one red line on stderr with exit status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import click
+
+from npeff import __version__
+from npeff.errors import NpeffError
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class UserFacingError(click.ClickException):
+    """A :class:`NpeffError` shown as ``Error: ...`` in red on stderr (exit status 1)."""
+
+    def show(self, file=None) -> None:
+        click.secho(f"Error: {self.format_message()}", fg="red", err=True)
+
+
+class NpeffGroup(click.Group):
+    """Click group that turns :class:`NpeffError` (and a missing file) into a one-line error."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except NpeffError as error:
+            raise UserFacingError(str(error)) from error
+
+
+@click.group(cls=NpeffGroup, context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "-V", "--version", prog_name="npeff")
+def cli() -> None:
+    """npeff: Non-Negative Per-Example Fisher Factorization, out of core.
+
+    Build stores of projected per-example Fisher matrices from a model and a dataset, decompose
+    them with NPEFF streaming from disk, and inspect, share and use the results.
+    """
+
+
+def register_commands() -> None:
+    from npeff.cli import demo, store_commands
+
+    cli.add_command(demo.demo)
+    for command in store_commands.COMMANDS:
+        cli.add_command(command)
+
+
+register_commands()
+
+
+def main() -> None:  # console-script entry point
+    cli(prog_name="npeff")
