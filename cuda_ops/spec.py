@@ -108,6 +108,10 @@ class ProjectionSpec:
         unknown = set(data) - {"kind", "version", "seed", "d", "region_size", "scale"}
         if unknown:
             raise InvalidArgumentError(f"unknown projection spec fields: {sorted(unknown)}")
+        if data.get("kind", SPEC_KIND) != SPEC_KIND:
+            raise InvalidArgumentError(
+                f"unknown projection kind {data.get('kind')!r}; this version of npeff knows {SPEC_KIND!r}"
+            )
         missing = {"seed", "d"} - set(data)
         if missing:
             raise InvalidArgumentError(f"projection spec lacks {sorted(missing)}: got {data}")

@@ -77,6 +77,8 @@ def _tensorstore_spec(root: Path, config: StoreConfig | None = None) -> dict:
         "kvstore": {"driver": "file", "path": str(root / PEFS)},
     }
     if config is not None:
+        # every committed shard must exist as a file, also when its examples are all zeros
+        spec["store_data_equal_to_fill_value"] = True
         little = {"name": "bytes", "configuration": {"endian": "little"}}
         spec["metadata"] = {
             "shape": [0, config.rank, config.dim],
@@ -100,12 +102,22 @@ def _tensorstore_spec(root: Path, config: StoreConfig | None = None) -> dict:
 
 
 def _open_array(root: Path, *, config: StoreConfig | None = None, write: bool = False):
+    """Open the tensor read-only, or (with ``config``) for writing, creating it when missing."""
     import tensorstore as ts
 
-    spec = _tensorstore_spec(root, config)
-    if config is not None:
-        return ts.open(spec, create=True, open=True, read=True, write=True).result()
-    return ts.open(spec, open=True, read=True, write=write).result()
+    if config is None:
+        return ts.open(_tensorstore_spec(root), open=True, read=True, write=write).result()
+    if (root / PEFS / "zarr.json").is_file():
+        spec = dict(_tensorstore_spec(root), store_data_equal_to_fill_value=True)
+        array = ts.open(spec, open=True, read=True, write=True).result()
+        expected = (config.rank, config.dim)
+        if tuple(array.domain.shape[1:]) != expected or str(array.dtype.numpy_dtype) != config.dtype:
+            raise StoreCorruptError(
+                f"{root / PEFS} holds a [{', '.join(map(str, array.domain.shape))}] "
+                f"{array.dtype.numpy_dtype} array, the manifest says [m, {config.rank}, {config.dim}] {config.dtype}"
+            )
+        return array
+    return ts.open(_tensorstore_spec(root, config), create=True, read=True, write=True).result()
 
 
 def _read_manifest(root: Path) -> StoreManifest:
@@ -406,31 +418,26 @@ class PefStoreWriter:
             )
         if not np.issubdtype(g.dtype, np.floating):
             raise InvalidArgumentError(f"G must be floating point, got dtype {g.dtype}")
-        rows = example_rows(examples, g.shape[0])
-        storage = self._buffer.dtype
+        count = g.shape[0]
+        finite, ranks = _finite_and_ranks(g, self._buffer.dtype)
+        rows = [
+            finish_row(record, index=self._committed + len(self._rows) + i,
+                       rank=int(ranks[i]) if finite[i] else 0, max_rank=r, finite=bool(finite[i]))
+            for i, record in enumerate(example_rows(examples, count))
+        ]
+        rows_to_table(rows)  # reject records that do not fit the schema before buffering anything
         position = 0
-        while position < g.shape[0]:
-            free = self._config.shard_examples - len(self._rows)
-            take = min(free, g.shape[0] - position)
-            self._add(g[position:position + take], rows[position:position + take], storage)
+        while position < count:
+            begin = len(self._rows)
+            take = min(self._config.shard_examples - begin, count - position)
+            target = self._buffer[begin:begin + take]
+            with np.errstate(over="ignore", invalid="ignore"):
+                np.copyto(target, g[position:position + take], casting="unsafe")
+            target[~finite[position:position + take]] = 0
+            self._rows.extend(rows[position:position + take])
             position += take
             if len(self._rows) == self._config.shard_examples:
                 self._commit()
-
-    def _add(self, g: np.ndarray, rows: list[dict], storage) -> None:
-        begin = len(self._rows)
-        target = self._buffer[begin:begin + g.shape[0]]
-        np.copyto(target, g, casting="same_kind" if g.dtype.itemsize <= 4 else "unsafe")
-        norms = np.einsum("krd,krd->kr", target, target, dtype=np.float64)
-        finite = np.isfinite(norms).all(axis=1)
-        for i in np.flatnonzero(~finite):
-            target[i] = 0
-        ranks = (norms > 0).sum(axis=1)
-        for i, record in enumerate(rows):
-            self._rows.append(finish_row(
-                record, index=self._committed + begin + i, rank=int(ranks[i]) if finite[i] else 0,
-                max_rank=self._config.rank, finite=bool(finite[i]),
-            ))
 
     def _commit(self) -> None:
         count = len(self._rows)
@@ -469,6 +476,16 @@ class PefStoreWriter:
         (self.path / PROGRESS).unlink(missing_ok=True)
         self._finalized = True
         return open_store(self.path)
+
+
+def _finite_and_ranks(g: np.ndarray, storage: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Per example: are all values finite once stored in ``storage``, and how many nonzero rows."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        norms = np.einsum("krd,krd->kr", g, g, dtype=np.float64)
+        finite = np.isfinite(norms).all(axis=1)
+        if storage == np.float16:
+            finite &= (np.abs(g).max(axis=(1, 2), initial=0) <= np.finfo(np.float16).max)
+    return finite, (norms > 0).sum(axis=1)
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
