@@ -248,9 +248,13 @@ def merge_stores(out: str | os.PathLike, inputs: Iterable[str | os.PathLike], *,
     )
     total = sum(len(s.shards) for s in stores)
     chunks = (chunk_and_rows for store in stores for chunk_and_rows in _chunks_with_rows(store))
-    for data, rows in _progress(chunks, total=total, desc="merge", enabled=progress):
-        writer.append(data, rows)
-    return writer.finalize()
+    try:
+        for data, rows in _progress(chunks, total=total, desc="merge", enabled=progress):
+            writer.append(data, rows)
+        return writer.finalize()
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # a failed merge leaves no half-written store
+        raise
 
 
 def _chunks_with_rows(store: PefStore):

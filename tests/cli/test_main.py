@@ -1,0 +1,42 @@
+"""The ``npeff`` entry point: help, version, demo, error reporting."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from npeff import __version__
+from npeff.cli.main import cli
+
+
+def test_version_and_help():
+    runner = CliRunner()
+    version = runner.invoke(cli, ["--version"])
+    assert version.exit_code == 0 and __version__ in version.output
+    for flag in ("-h", "--help"):
+        result = runner.invoke(cli, [flag])
+        assert result.exit_code == 0
+        for command in ("demo", "info", "verify", "merge", "export"):
+            assert command in result.output
+
+
+def test_demo_runs_and_checks_the_projection():
+    result = CliRunner().invoke(cli, ["demo", "--log2-n", "14", "--dim", "256", "--rows", "8",
+                                      "--backend", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "demo OK" in result.output and "on cpu" in result.output
+
+
+def test_bad_option_is_a_one_line_error():
+    result = CliRunner().invoke(cli, ["demo", "--dim", "100", "--log2-n", "10", "--backend", "cpu"])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        "Error: projection dimension d must be a positive multiple of 32, got 100; "
+        "pick e.g. 1024 or 8192")
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "npeff"
+    out = subprocess.run([str(script), "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and __version__ in out.stdout
