@@ -479,12 +479,19 @@ class PefStoreWriter:
 
 
 def _finite_and_ranks(g: np.ndarray, storage: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """Per example: are all values finite once stored in ``storage``, and how many nonzero rows."""
+    """Per example: are all values finite once stored in ``storage``, and how many nonzero rows.
+
+    One float32 pass over ``g``; examples whose float32 row norms overflow are re-checked in float64.
+    """
     with np.errstate(over="ignore", invalid="ignore"):
-        norms = np.einsum("krd,krd->kr", g, g, dtype=np.float64)
+        norms = np.einsum("krd,krd->kr", g, g)
         finite = np.isfinite(norms).all(axis=1)
+        for i in np.flatnonzero(~finite):
+            if np.isfinite(g[i]).all():
+                norms[i] = np.einsum("rd,rd->r", g[i], g[i], dtype=np.float64)
+                finite[i] = True
         if storage == np.float16:
-            finite &= (np.abs(g).max(axis=(1, 2), initial=0) <= np.finfo(np.float16).max)
+            finite &= np.abs(g).max(axis=(1, 2), initial=0) <= np.finfo(np.float16).max
     return finite, (norms > 0).sum(axis=1)
 
 

@@ -282,3 +282,12 @@ def test_missing_shard_file_is_an_error_not_zeros(tmp_path):
     shard_data_path(tmp_path / "s", 2).unlink()
     with pytest.raises(StoreCorruptError, match="shard 2 .*missing its data file"):
         open_store(tmp_path / "s").read(0, 12)
+
+
+def test_large_finite_values_are_not_flagged(tmp_path):
+    g = pef_rows(0, 2, 1, 32) * 1e25  # squares overflow float32, values are finite
+    writer = create_store(tmp_path / "s", rank=1, dim=32, projection=SSP)
+    writer.append(g)
+    store = writer.finalize()
+    assert store.examples.column("status").to_pylist() == ["ok", "ok"]
+    np.testing.assert_array_equal(store.read(), g)
