@@ -37,6 +37,16 @@ def tile_regions(rows, s, n_regions):
     return int(min(per_tile, max(n_regions, 1)))
 
 
+@njit(inline="always")
+def _tile_bounds(t, first, last, regions_per_tile, s, offset, nb):
+    """Regions ``[c0, c1)`` of tile ``t``, its first global index ``base`` and the part
+    ``[lo, hi)`` of it that lies inside the block ``[offset, offset + nb)``."""
+    c0 = first + t * regions_per_tile
+    c1 = min(c0 + regions_per_tile, last + 1)
+    base = c0 * s
+    return c0, c1, base, max(base, offset), min(c1 * s, offset + nb)
+
+
 @njit(parallel=True, cache=True)
 def forward(x, keys, offset, s, regions_per_tile, n_groups):
     """Unscaled projection of a block: ``x`` float32 ``[R, nb]`` holding the entries
@@ -54,11 +64,7 @@ def forward(x, keys, offset, s, regions_per_tile, n_groups):
         tile = np.empty((regions_per_tile * s, rows), dtype=np.float32)
         acc = partial[g]
         for t in range(g * n_tiles // n_groups, (g + 1) * n_tiles // n_groups):
-            c0 = first + t * regions_per_tile
-            c1 = min(c0 + regions_per_tile, last + 1)
-            base = c0 * s
-            lo = max(base, offset)
-            hi = min(c1 * s, offset + nb)
+            c0, c1, base, lo, hi = _tile_bounds(t, first, last, regions_per_tile, s, offset, nb)
             for r in range(rows):
                 for i in range(lo, hi):
                     tile[i - base, r] = x[r, i - offset]
@@ -90,11 +96,7 @@ def transpose(yt, keys, offset, nb, s, regions_per_tile):
     n_tiles = (last - first + regions_per_tile) // regions_per_tile
     for t in prange(n_tiles):
         tile = np.zeros((regions_per_tile * s, rows), dtype=np.float32)
-        c0 = first + t * regions_per_tile
-        c1 = min(c0 + regions_per_tile, last + 1)
-        base = c0 * s
-        lo = max(base, offset)
-        hi = min(c1 * s, offset + nb)
+        c0, c1, base, lo, hi = _tile_bounds(t, first, last, regions_per_tile, s, offset, nb)
         for j in range(d):
             key = keys[j]
             for c in range(c0, c1):

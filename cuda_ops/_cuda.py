@@ -24,29 +24,42 @@ REGIONS_PER_BLOCK = 1024
 _splitmix64, _choose = _hash.compile_with(cuda.jit(device=True))
 
 
+@cuda.jit(device=True)
+def _thread_position(d, first, last, regions_per_block):
+    """``(lane, warp, j, r, c_begin, c_end)`` of this thread: its output ``j``, row ``r`` and the
+    regions ``[c_begin, c_end)`` of its block."""
+    lane = cuda.threadIdx.x % LANES
+    warp = cuda.threadIdx.x // LANES
+    j = cuda.blockIdx.x * WARPS + warp
+    r = cuda.blockIdx.z * LANES + lane
+    c_begin = first + cuda.blockIdx.y * regions_per_block
+    c_end = min(c_begin + regions_per_block, last + 1)
+    return lane, warp, j, r, c_begin, c_end
+
+
+@cuda.jit(device=True)
+def _encoded_choice(keys, j, d, c, c_end, s, offset, nb):
+    """The entry chosen for output ``j`` in region ``c`` as ``local_index * 2 + (sign < 0)``, or
+    -1 when there is none inside the block (or ``j``/``c`` are past the end)."""
+    code = int64(-1)
+    if j < d and c < c_end:
+        index, sign = _choose(keys[j], c, s)
+        if index >= offset and index < offset + nb:
+            code = (index - offset) * 2 + (1 if sign < 0 else 0)
+    return code
+
+
 @cuda.jit
 def forward_kernel(xt, keys, offset, s, first, last, regions_per_block, y):
     """``y[d, R] += sum of signed chosen entries``; ``xt[nb, R]`` holds ``[offset, offset+nb)``."""
     nb = xt.shape[0]
     rows = xt.shape[1]
     d = keys.shape[0]
-    lane = cuda.threadIdx.x % LANES
-    warp = cuda.threadIdx.x // LANES
-    j = cuda.blockIdx.x * WARPS + warp
-    r = cuda.blockIdx.z * LANES + lane
+    lane, warp, j, r, c_begin, c_end = _thread_position(d, first, last, regions_per_block)
     chosen = cuda.shared.array((WARPS, LANES), dtype=int64)
-    c_begin = first + cuda.blockIdx.y * regions_per_block
-    c_end = min(c_begin + regions_per_block, last + 1)
     acc = float32(0.0)
     for batch in range(c_begin, c_end, LANES):
-        c = batch + lane
-        code = int64(-1)
-        if j < d and c < c_end:
-            index, sign = _choose(keys[j], c, s)
-            if index >= offset and index < offset + nb:
-                # encode the block-local index and the sign in one int64
-                code = (index - offset) * 2 + (1 if sign < 0 else 0)
-        chosen[warp, lane] = code
+        chosen[warp, lane] = _encoded_choice(keys, j, d, batch + lane, c_end, s, offset, nb)
         cuda.syncthreads()
         if j < d and r < rows:
             for k in range(LANES):
@@ -68,24 +81,13 @@ def transpose_kernel(yt, keys, offset, s, first, last, regions_per_block, out):
     nb = out.shape[0]
     rows = out.shape[1]
     d = keys.shape[0]
-    lane = cuda.threadIdx.x % LANES
-    warp = cuda.threadIdx.x // LANES
-    j = cuda.blockIdx.x * WARPS + warp
-    r = cuda.blockIdx.z * LANES + lane
+    lane, warp, j, r, c_begin, c_end = _thread_position(d, first, last, regions_per_block)
     chosen = cuda.shared.array((WARPS, LANES), dtype=int64)
-    c_begin = first + cuda.blockIdx.y * regions_per_block
-    c_end = min(c_begin + regions_per_block, last + 1)
     value = float32(0.0)
     if j < d and r < rows:
         value = yt[j, r]
     for batch in range(c_begin, c_end, LANES):
-        c = batch + lane
-        code = int64(-1)
-        if j < d and c < c_end:
-            index, sign = _choose(keys[j], c, s)
-            if index >= offset and index < offset + nb:
-                code = (index - offset) * 2 + (1 if sign < 0 else 0)
-        chosen[warp, lane] = code
+        chosen[warp, lane] = _encoded_choice(keys, j, d, batch + lane, c_end, s, offset, nb)
         cuda.syncthreads()
         if j < d and r < rows and value != 0:
             for k in range(LANES):

@@ -212,6 +212,7 @@ def test_each_entry_feeds_about_32_outputs():
     np.testing.assert_allclose(np.abs(columns[nonzero]), spec.scale, rtol=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:npeff.cuda_ops")
 def test_one_dimensional_and_empty_inputs():
     x = rows((1, 100))[0]
     y = project(x, d=32, seed=0, n_total=100, backend="cpu")
