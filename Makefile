@@ -24,6 +24,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	NUMBA_CACHE_DIR=$(CURDIR)/$(VENV)/numba-cache $(BIN)/python bench/projection.py
+	$(BIN)/python bench/store.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -3,7 +3,8 @@
 Writes a store of about --gb gigabytes (float32, rank --rank, dim --dim) by appending batches,
 then reads it back through ``iter_chunks()``; side by side, writes the same bytes with
 ``ndarray.tofile`` and reads them with one ``numpy.fromfile``. Reads are timed cold (pages of
-both files dropped from the OS cache with posix_fadvise after a sync) and warm.
+both files dropped from the OS cache with posix_fadvise after a sync) and warm, alternating the
+two readers --repeat times and taking medians (a virtual disk may still cache below the OS).
 
 Usage:
     python bench/store.py                    # 4 GiB store, r=8, d=8192 (docs/benchmarks.md)
@@ -45,6 +46,7 @@ def main():
     parser.add_argument("--dim", type=int, default=8192)
     parser.add_argument("--batch", type=int, default=64, help="examples per append")
     parser.add_argument("--dir", default="bench/results/store-bench", help="scratch directory")
+    parser.add_argument("--repeat", type=int, default=3, help="alternating read repetitions (median)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch files")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
@@ -91,16 +93,21 @@ def main():
         assert data.nbytes == total
 
     for temperature in ("cold", "warm"):
-        for name, reader, paths in (("store", read_store, files_below(store_path)),
-                                    ("fromfile", read_raw, [raw_path])):
-            if temperature == "cold":
-                drop_cache(paths)
-            start = time.perf_counter()
-            reader()
-            results[f"{name}_read_{temperature}_s"] = time.perf_counter() - start
+        times = {"store": [], "fromfile": []}
+        for _ in range(args.repeat):  # alternate the two readers so that drifts hit both
+            for name, reader, paths in (("store", read_store, files_below(store_path)),
+                                        ("fromfile", read_raw, [raw_path])):
+                if temperature == "cold":
+                    drop_cache(paths)
+                start = time.perf_counter()
+                reader()
+                times[name].append(time.perf_counter() - start)
+        for name, values in times.items():
+            results[f"{name}_read_{temperature}_s"] = float(np.median(values))
+            results[f"{name}_read_{temperature}_all_s"] = [round(v, 3) for v in values]
 
     gb = total / 1e9
-    for key in [k for k in results if k.endswith("_s")]:
+    for key in [k for k in results if k.endswith("_s") and not k.endswith("_all_s")]:
         results[key.replace("_s", "_GBps")] = gb / results[key]
     for temperature in ("cold", "warm"):
         results[f"read_ratio_{temperature}"] = (results[f"fromfile_read_{temperature}_s"]

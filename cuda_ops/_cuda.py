@@ -100,12 +100,21 @@ def transpose_kernel(yt, keys, offset, s, first, last, regions_per_block, out):
         cuda.syncthreads()
 
 
+MAX_GRID_Y = 65535
+
+
 def launch_grid(d, rows, first, last):
-    """Grid and block shape shared by both kernels."""
+    """``(blocks, threads, regions_per_block)`` shared by both kernels.
+
+    A block walks at least :data:`REGIONS_PER_BLOCK` regions, more when the grid's ``y``
+    dimension (at most 65535 blocks) would not cover the block otherwise.
+    """
     n_regions = last - first + 1
-    blocks = ((d + WARPS - 1) // WARPS, (n_regions + REGIONS_PER_BLOCK - 1) // REGIONS_PER_BLOCK,
+    per_block = max(REGIONS_PER_BLOCK, -(-n_regions // MAX_GRID_Y))
+    per_block = -(-per_block // LANES) * LANES
+    blocks = ((d + WARPS - 1) // WARPS, (n_regions + per_block - 1) // per_block,
               (rows + LANES - 1) // LANES)
-    return blocks, WARPS * LANES
+    return blocks, WARPS * LANES, per_block
 
 
 def is_simulator():

@@ -215,9 +215,9 @@ def _cuda_call(kernel_name: str, rows_last: Any, out_shape: tuple[int, int], spe
     kernel = getattr(cuda_mod, kernel_name)
     s = spec.region_size
     first, last = _block_regions(offset, nb, s)
-    blocks, threads = cuda_mod.launch_grid(spec.d, out_shape[1], first, last)
+    blocks, threads, per_block = cuda_mod.launch_grid(spec.d, out_shape[1], first, last)
     keys_host = _cpu.row_keys(spec.seed, spec.d)
-    args = (offset, s, first, last, cuda_mod.REGIONS_PER_BLOCK)
+    args = (offset, s, first, last, per_block)
     if cuda_mod.is_simulator():
         host_in = _to_host_float32(rows_last)
         d_in = cuda.to_device(host_in)
@@ -229,7 +229,9 @@ def _cuda_call(kernel_name: str, rows_last: Any, out_shape: tuple[int, int], spe
         return d_out.copy_to_host()
     import torch
 
-    device = rows_last.device if _on_cuda_device(rows_last) else torch.device("cuda")
+    if not _is_torch(rows_last):
+        rows_last = torch.from_numpy(np.ascontiguousarray(rows_last))
+    device = rows_last.device if rows_last.is_cuda else torch.device("cuda", torch.cuda.current_device())
     tensor_in = rows_last.to(device=device, dtype=torch.float32).contiguous()
     tensor_out = torch.zeros(out_shape, dtype=torch.float32, device=device)
     with cuda.gpus[device.index or 0]:
@@ -242,23 +244,30 @@ def _cuda_call(kernel_name: str, rows_last: Any, out_shape: tuple[int, int], spe
 
 
 def _rows_last(x):
-    """``[R, n] -> [n, R]`` keeping the object's kind (torch stays on its device)."""
+    """``[R, n] -> [n, R]`` view, keeping the object's kind (torch stays on its device)."""
     if _is_torch(x):
         return x.t()
     return np.asarray(x).T
 
 
+def _rows_first_scaled(x, scale: float):
+    """``[n, R] -> [R, n]`` times ``scale``, as a C-contiguous array or tensor."""
+    if _is_torch(x):
+        return (x.t() * scale).contiguous()
+    return np.ascontiguousarray(x.T) * np.float32(scale)
+
+
 def _forward_cuda(x, spec: ProjectionSpec, offset: int):
     rows, nb = x.shape
     y = _cuda_call("forward_kernel", _rows_last(x), (spec.d, rows), spec, offset, nb)
-    return _rows_last(y) * np.float32(spec.scale)
+    return _rows_first_scaled(y, spec.scale)
 
 
 def _transpose_cuda(y, spec: ProjectionSpec, n: int, offset: int):
     rows = y.shape[0]
     scaled = _rows_last(y) * np.float32(spec.scale)
     out = _cuda_call("transpose_kernel", scaled, (n, rows), spec, offset, n)
-    return _rows_last(out)
+    return _rows_first_scaled(out, 1.0)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -345,3 +345,22 @@ def test_gpu_tensors_stay_on_device_and_match_cpu():
     back_cpu = project_transpose(cpu, n=300_000, d=1024, seed=4, offset=2**31, backend="cpu")
     assert back.is_cuda
     assert_close(back.cpu().numpy(), back_cpu.numpy().astype(np.float64))
+
+
+def test_cuda_grid_covers_long_blocks():
+    """The grid's y dimension is capped at 65535 blocks: longer blocks get more regions per block."""
+    from npeff.cuda_ops import _cuda
+
+    blocks, threads, per_block = _cuda.launch_grid(32, 1, 0, 2**27 - 1)  # d=32: s=1, 2**27 regions
+    assert blocks[1] <= _cuda.MAX_GRID_Y and blocks[1] * per_block >= 2**27
+    assert per_block % _cuda.LANES == 0 and threads == _cuda.WARPS * _cuda.LANES
+    assert _cuda.launch_grid(64, 33, 5, 100) == ((16, 1, 2), 128, _cuda.REGIONS_PER_BLOCK)
+
+
+def test_results_are_contiguous():
+    x = rows((3, 500))
+    for backend in ("cpu", "cuda"):
+        y = project(x, d=64, seed=1, n_total=500, backend=backend)
+        assert y.flags.c_contiguous
+        back = project_transpose(torch.from_numpy(y), n=500, d=64, seed=1, backend=backend)
+        assert back.is_contiguous()
