@@ -36,6 +36,19 @@ def best_time(fn, repeat):
     return best, result
 
 
+def sklearn_build_bytes(n, d):
+    """Rough peak memory of scikit-learn's matrix build. At density 32/d >= 0.01 its sampler takes
+    each component's indices from a full permutation of n int64 and keeps a view of it, so the
+    build holds about d * n * 8 bytes; below that ratio it holds about the matrix itself."""
+    if 32 / d >= 0.01:
+        return d * n * 8
+    return 32 * n * 24
+
+
+def available_bytes():
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
 def sklearn_matrix(n, d, seed=0):
     from sklearn.random_projection import SparseRandomProjection
 
@@ -77,7 +90,11 @@ def run_one(n, d, rows, repeat, with_sklearn, sk_cache, backends):
         row[f"npeff_{backend}_rows_per_s"] = rows / t
         row[f"npeff_{backend}_GBps"] = in_bytes / t / 1e9
         row[f"npeff_{backend}_over_read"] = t / t_read
-    if with_sklearn:
+    if with_sklearn and sklearn_build_bytes(n, d) > 0.7 * available_bytes():
+        row["sklearn_skipped"] = (f"building scikit-learn's matrix needs about "
+                                  f"{sklearn_build_bytes(n, d) / 2**30:.0f} GiB; "
+                                  f"{available_bytes() / 2**30:.0f} GiB available")
+    elif with_sklearn:
         if (n, d) not in sk_cache:
             sk_cache.clear()  # one matrix in memory at a time
             sk_cache[(n, d)] = sklearn_matrix(n, d)
