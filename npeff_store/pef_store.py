@@ -365,8 +365,24 @@ def open_store(path: str | os.PathLike) -> PefStore:
 # Writing
 
 
+@dataclass
+class _PendingShard:
+    """A full shard whose data write is in flight; committed once the write has completed."""
+
+    index: int
+    start: int
+    stop: int
+    rows: list
+    write: Any  # tensorstore.WriteFutures
+
+
 class PefStoreWriter:
-    """Appends PEFs to a store shard by shard; see :func:`create_store`."""
+    """Appends PEFs to a store shard by shard; see :func:`create_store`.
+
+    Two shard buffers: while one shard's data is written by TensorStore in the background, the
+    next one fills. A shard is committed (table part, checksums, progress record) once its write
+    has completed, before the following shard's write starts.
+    """
 
     def __init__(self, root: Path, manifest: StoreManifest, shards: tuple[ShardRecord, ...]):
         self.path = root
@@ -374,11 +390,22 @@ class PefStoreWriter:
         self._config = manifest.config
         self._shards = list(shards)
         self._committed = shards[-1].stop if shards else 0
+        self._next_index = self._committed
         self._array = _open_array(root, config=self._config)
-        storage = np.float32 if self._config.dtype == "float32" else np.float16
-        self._buffer = np.zeros((self._config.shard_examples, self._config.rank, self._config.dim), dtype=storage)
+        self._storage = np.dtype(np.float32 if self._config.dtype == "float32" else np.float16)
+        self._buffers: list[np.ndarray | None] = [self._new_buffer(), None]
+        self._active = 0
         self._rows: list[dict] = []
+        self._pending: _PendingShard | None = None
         self._finalized = False
+
+    def _new_buffer(self) -> np.ndarray:
+        return np.empty((self._config.shard_examples, self._config.rank, self._config.dim),
+                        dtype=self._storage)
+
+    @property
+    def _buffer(self) -> np.ndarray:
+        return self._buffers[self._active]
 
     @property
     def num_examples(self) -> int:
@@ -387,7 +414,8 @@ class PefStoreWriter:
 
     @property
     def num_buffered(self) -> int:
-        return len(self._rows)
+        """Examples appended but not yet committed."""
+        return self._next_index - self._committed
 
     @property
     def config(self) -> StoreConfig:
@@ -409,10 +437,12 @@ class PefStoreWriter:
                 ``text``, ``label``, ``prediction``, ``probs``, ``pef_norm``, ``rank``, ``status``.
 
         Examples whose PEF holds NaN or inf are stored as zeros with status ``non-finite``:
-        never as valid data. Memory: one shard buffer, ``shard_examples * rank * dim`` values.
+        never as valid data. Memory: two shard buffers, ``2 * shard_examples * rank * dim`` values.
         """
         if self._finalized:
             raise InvalidArgumentError(f"store {self.path} is finalized; it cannot take more examples")
+        if self._pending is not None and self._pending.write.commit.done():
+            self._commit_pending()  # commit as soon as possible: a kill loses less work
         g = _as_numpy(G)
         r, d = self._config.rank, self._config.dim
         if g.ndim != 3 or g.shape[1:] != (r, d):
@@ -422,9 +452,9 @@ class PefStoreWriter:
         if not np.issubdtype(g.dtype, np.floating):
             raise InvalidArgumentError(f"G must be floating point, got dtype {g.dtype}")
         count = g.shape[0]
-        finite, ranks = _finite_and_ranks(g, self._buffer.dtype)
+        finite, ranks = _finite_and_ranks(g, self._storage)
         rows = [
-            finish_row(record, index=self._committed + len(self._rows) + i,
+            finish_row(record, index=self._next_index + i,
                        rank=int(ranks[i]) if finite[i] else 0, max_rank=r, finite=bool(finite[i]))
             for i, record in enumerate(example_rows(examples, count))
         ]
@@ -438,37 +468,52 @@ class PefStoreWriter:
                 np.copyto(target, g[position:position + take], casting="unsafe")
             target[~finite[position:position + take]] = 0
             self._rows.extend(rows[position:position + take])
+            self._next_index += take
             position += take
             if len(self._rows) == self._config.shard_examples:
-                self._commit()
+                self._write_shard()
 
-    def _commit(self) -> None:
+    def _write_shard(self) -> None:
+        """Start writing the filled buffer as the next shard, then switch buffers."""
         count = len(self._rows)
         if count == 0:
             return
+        self._commit_pending()
         index = len(self._shards)
         start, stop = self._committed, self._committed + count
         if self._array.domain.exclusive_max[0] < stop:
             self._array = self._array.resize(exclusive_max=[stop, None, None], expand_only=True).result()
-        self._array[start:stop].write(self._buffer[:count]).result()
-        table_bytes = _parquet_bytes(rows_to_table(self._rows))
-        table_path = shard_table_path(self.path, index)
-        _files.atomic_write_bytes(table_path, table_bytes, fsync=False)
+        write = self._array[start:stop].write(self._buffer[:count])
+        self._pending = _PendingShard(index, start, stop, self._rows, write)
+        self._rows = []
+        self._active ^= 1
+        if self._buffers[self._active] is None:
+            self._buffers[self._active] = self._new_buffer()
+
+    def _commit_pending(self) -> None:
+        """Wait for the shard in flight, write its table part, then its progress record."""
+        pending = self._pending
+        if pending is None:
+            return
+        pending.write.result()
+        table_bytes = _parquet_bytes(rows_to_table(pending.rows))
+        _files.atomic_write_bytes(shard_table_path(self.path, pending.index), table_bytes, fsync=False)
         record = ShardRecord(
-            index=index, start=start, stop=stop,
-            data_checksum=_files.file_checksum(shard_data_path(self.path, index)),
+            index=pending.index, start=pending.start, stop=pending.stop,
+            data_checksum=_files.file_checksum(shard_data_path(self.path, pending.index)),
             table_checksum=_files.bytes_checksum(table_bytes),
         )
         self._shards.append(record)
         _files.atomic_write_json(self.path / PROGRESS, {"shards": [s.to_dict() for s in self._shards]})
-        self._committed = stop
-        self._rows = []
+        self._committed = pending.stop
+        self._pending = None
 
     def finalize(self) -> PefStore:
         """Commit the last (partial) shard and write the finalized manifest; returns a reader."""
         if self._finalized:
             return open_store(self.path)
-        self._commit()
+        self._write_shard()
+        self._commit_pending()
         provenance = dict(self._manifest.provenance, finalized=now_iso())
         manifest = self._manifest.replace(
             status="finalized", num_examples=self._committed, shards=tuple(self._shards),

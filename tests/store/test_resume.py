@@ -104,9 +104,12 @@ def test_uncommitted_leftovers_are_discarded(tmp_path):
     writer = create_store(path, rank=RANK, dim=DIM, projection={"kind": "ssp-v1", "seed": 1},
                           shard_examples=SHARD, chunk_examples=2)
     writer.append(pef_rows(0, 2 * SHARD, RANK, DIM))
+    writer._commit_pending()  # shards 0 and 1 committed
     # simulate a kill after shard 2's data and table were written but before its commit
     progress = (path / PROGRESS).read_bytes()
     writer.append(pef_rows(2 * SHARD, 3 * SHARD, RANK, DIM))
+    writer._commit_pending()
+    assert shard_table_path(path, 2).exists()
     (path / PROGRESS).write_bytes(progress)
     (path / "examples" / "part-000009.parquet.partial").write_bytes(b"junk")
     resumed = create_store(path, rank=RANK, dim=DIM, projection={"kind": "ssp-v1", "seed": 1},

@@ -71,6 +71,7 @@ def test_verify_reports_missing_files_and_building_stores(tmp_path):
     writer = create_store(tmp_path / "s", rank=1, dim=32, projection={"kind": "external"},
                           shard_examples=2, chunk_examples=1)
     writer.append(pef_rows(0, 5, 1, 32))
+    writer._commit_pending()  # the second shard's write completes (as the next append would see)
     report = verify_store(tmp_path / "s")
     assert report.ok and report.status == "building" and report.num_examples == 4
     shard_table_path(tmp_path / "s", 1).unlink()
