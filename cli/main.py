@@ -39,6 +39,10 @@ def cli() -> None:
     Build stores of projected per-example Fisher matrices from a model and a dataset, decompose
     them with NPEFF streaming from disk, and inspect, share and use the results.
     """
+    import warnings
+
+    # warnings are for people here: one line, no source location
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
 
 
 def register_commands() -> None:
