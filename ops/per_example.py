@@ -1,0 +1,215 @@
+"""Per-example gradients of many scalar rows, projected parameter tensor by parameter tensor.
+
+One batched forward pass records, for every module that owns an included parameter, its input
+and output. For each row objective (one per class, EPS row, or the predicted class) one backward
+pass gives the gradient of ``sum_b row[b]`` with respect to those outputs; since examples do not
+interact, the slice of example ``b`` is exactly that example's gradient. Per-example parameter
+gradients then follow in closed form per layer type (e.g. ``sum_t gy[b, t]^T x[b, t]`` for a
+linear layer) and each tensor's ``[B * R, n_tensor]`` block is projected at once, so memory
+scales with the largest tensor, never with ``B * R * n``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from typing import Callable
+
+import torch
+from torch import nn
+
+from npeff.errors import InvalidArgumentError
+from npeff.store.manifest import ParameterLayout
+
+
+def _kind(module: nn.Module) -> str | None:
+    if isinstance(module, nn.Linear):
+        return "linear"
+    if type(module).__name__ == "Conv1D" and hasattr(module, "nf"):  # transformers' GPT-2 layer
+        return "conv1d"
+    if isinstance(module, nn.Embedding):
+        return "embedding"
+    if isinstance(module, nn.LayerNorm):
+        return "layernorm"
+    return None
+
+
+def _is_default_excluded(module: nn.Module) -> bool:
+    """Embeddings and normalisation layers are left out by default (as in the paper)."""
+    return isinstance(module, nn.Embedding) or "norm" in type(module).__name__.lower()
+
+
+@dataclasses.dataclass
+class IncludedParameter:
+    name: str
+    param: nn.Parameter
+    offset: int
+    owners: list  # [(module, kind, attribute)]
+
+
+def select_parameters(model: nn.Module, include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()
+                      ) -> tuple[list[IncludedParameter], ParameterLayout]:
+    """Choose the parameters whose per-example gradients form the PEF rows.
+
+    Default: every parameter except those of embeddings and normalisation layers. ``include``
+    globs (over parameter names) replace the default selection; ``exclude`` globs remove.
+    """
+    owners: dict[int, list] = {}
+    for module in model.modules():
+        for attribute, param in module.named_parameters(recurse=False):
+            owners.setdefault(id(param), []).append((module, _kind(module), attribute))
+    chosen = []
+    for name, param in model.named_parameters():
+        param_owners = owners[id(param)]
+        if include:
+            keep = any(fnmatch.fnmatchcase(name, pattern) for pattern in include)
+        else:
+            keep = not any(_is_default_excluded(module) for module, _, _ in param_owners)
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in exclude):
+            keep = False
+        if keep:
+            chosen.append((name, param, param_owners))
+    if not chosen:
+        raise InvalidArgumentError(
+            "no parameter is selected: check the --include/--exclude patterns "
+            f"(parameters are named like {next(iter(n for n, _ in model.named_parameters()), '?')!r})"
+        )
+    for name, _, param_owners in chosen:
+        for module, kind, _ in param_owners:
+            if kind is None:
+                raise InvalidArgumentError(
+                    f"parameter {name!r} belongs to a {type(module).__name__} layer, for which npeff has "
+                    f"no per-example gradient rule (supported: Linear, Conv1D, Embedding, LayerNorm); "
+                    f"leave it out with --exclude '{name}'"
+                )
+    layout = ParameterLayout.from_shapes([(name, tuple(param.shape)) for name, param, _ in chosen])
+    included = [IncludedParameter(name, param, offset, param_owners)
+                for (name, param, param_owners), offset in zip(chosen, layout.offsets)]
+    return included, layout
+
+
+@dataclasses.dataclass
+class _Call:
+    module: nn.Module
+    kind: str
+    inputs: torch.Tensor
+    output: torch.Tensor
+
+
+class ActivationRecorder:
+    """Context manager recording the inputs and outputs of the modules owning included parameters."""
+
+    def __init__(self, included: list[IncludedParameter]):
+        self.modules = {}
+        for item in included:
+            for module, kind, _ in item.owners:
+                self.modules[id(module)] = (module, kind)
+        self.calls: list[_Call] = []
+        self._handles = []
+
+    def __enter__(self) -> "ActivationRecorder":
+        for module, kind in self.modules.values():
+            self._handles.append(module.register_forward_hook(self._hook(kind)))
+        return self
+
+    def _hook(self, kind: str):
+        def record(module, inputs, output):
+            self.calls.append(_Call(module, kind, inputs[0].detach() if kind != "embedding" else inputs[0], output))
+        return record
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    """``[N, ..., f] -> [N, T, f]``."""
+    return t.reshape(t.shape[0], -1, t.shape[-1])
+
+
+def _per_sequence_grad(call: _Call, attribute: str, gy: torch.Tensor) -> torch.Tensor:
+    """Per-sequence gradient of one parameter of one module call, for all rows at once.
+
+    ``gy`` is ``[R, N, ..., out]``; returns ``[R, N, *param.shape]``.
+    """
+    rows, n = gy.shape[0], gy.shape[1]
+    g = gy.reshape(rows, n, -1, gy.shape[-1])
+    module = call.module
+    if call.kind in ("linear", "conv1d"):
+        if attribute == "bias":
+            return g.sum(dim=2)
+        x = _flat(call.inputs).to(g.dtype)
+        if call.kind == "linear":
+            return torch.einsum("rnto,nti->rnoi", g, x)
+        return torch.einsum("rnto,nti->rnio", g, x)
+    if call.kind == "layernorm":
+        if attribute == "bias":
+            return g.sum(dim=2).reshape(rows, n, *module.normalized_shape)
+        x_hat = nn.functional.layer_norm(call.inputs, module.normalized_shape, None, None, module.eps)
+        return (g * _flat(x_hat).to(g.dtype)[None]).sum(dim=2).reshape(rows, n, *module.normalized_shape)
+    if call.kind == "embedding":
+        ids = call.inputs.reshape(n, -1)
+        grad = torch.zeros(rows, n, module.num_embeddings, module.embedding_dim, dtype=g.dtype, device=g.device)
+        weights = g
+        if module.padding_idx is not None:
+            weights = g * (ids != module.padding_idx)[None, :, :, None].to(g.dtype)
+        index = ids[None, :, :, None].expand(rows, n, ids.shape[1], module.embedding_dim)
+        return grad.scatter_add_(2, index, weights)
+    raise AssertionError(call.kind)  # select_parameters refused other layer types
+
+
+def projected_row_gradients(
+    rows: torch.Tensor,
+    recorder: ActivationRecorder,
+    included: list[IncludedParameter],
+    *,
+    sequence_owner: torch.Tensor | None,
+    num_examples: int,
+    project_block: Callable[[torch.Tensor, int], None],
+) -> None:
+    """Compute the per-example gradients of ``rows[b, r]`` and hand them over tensor by tensor.
+
+    Args:
+        rows: ``[B, R]`` objectives, part of the autograd graph of the ``N`` recorded sequences.
+        recorder: the activations of the forward pass that produced ``rows``.
+        included: the selected parameters (with their offsets in the flat vector).
+        sequence_owner: ``[N]`` example index of each sequence, or None when ``N`` examples.
+        num_examples: ``B``.
+        project_block: called as ``project_block(block, offset)`` with ``block`` of shape
+            ``[B * R, n_tensor]`` (example-major) for every included parameter.
+
+    Notes:
+        Memory: the recorded activations, ``R`` times their output gradients, and one tensor's
+        ``[B * R, n_tensor]`` gradients at a time.
+    """
+    outputs = [call.output for call in recorder.calls]
+    n_rows = rows.shape[1]
+    per_row = []
+    for r in range(n_rows):
+        grads = torch.autograd.grad(rows[:, r].sum(), outputs, retain_graph=r < n_rows - 1,
+                                    allow_unused=True)
+        per_row.append(grads)
+    gys = []
+    for i, call in enumerate(recorder.calls):
+        stacked = [g[i] if g[i] is not None else torch.zeros_like(call.output) for g in per_row]
+        gys.append(torch.stack(stacked))  # [R, N, ..., out]
+    by_module: dict[int, list[int]] = {}
+    for i, call in enumerate(recorder.calls):
+        by_module.setdefault(id(call.module), []).append(i)
+    for item in included:
+        total = None
+        for module, _, attribute in item.owners:
+            for i in by_module.get(id(module), []):
+                part = _per_sequence_grad(recorder.calls[i], attribute, gys[i])
+                total = part if total is None else total + part
+        if total is None:  # parameter unused by this forward pass: zero gradients
+            project_block(torch.zeros(num_examples * n_rows, item.param.numel(), dtype=rows.dtype,
+                                      device=rows.device), item.offset)
+            continue
+        total = total.reshape(n_rows, total.shape[1], -1)
+        if sequence_owner is not None:
+            folded = torch.zeros(n_rows, num_examples, total.shape[2], dtype=total.dtype, device=total.device)
+            total = folded.index_add_(1, sequence_owner, total)
+        block = total.transpose(0, 1).reshape(num_examples * n_rows, -1)
+        project_block(block, item.offset)
