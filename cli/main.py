@@ -46,8 +46,9 @@ def cli() -> None:
 
 
 def register_commands() -> None:
-    from npeff.cli import demo, store_commands
+    from npeff.cli import build, demo, store_commands
 
+    cli.add_command(build.build)
     cli.add_command(demo.demo)
     for command in store_commands.COMMANDS:
         cli.add_command(command)

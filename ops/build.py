@@ -109,6 +109,7 @@ def build_store(
     command: str | None = None,
     progress: bool = False,
     backend: str = "auto",
+    shard_examples: int | None = None,
 ) -> PefStore | BuildPlan:
     """Compute the PEFs of ``examples`` under ``model`` and write them to a store at ``out``.
 
@@ -124,6 +125,8 @@ def build_store(
         max_examples, shard: the example range (the first ``max_examples``, part ``i`` of ``N``).
         resume: continue an interrupted build; overwrite: replace an existing store.
         dry_run: return the :class:`BuildPlan` without computing anything.
+        backend: projection backend (``auto``, ``cpu``, ``cuda``).
+        shard_examples: examples per store shard (default: ~128 MiB shards).
 
     Returns:
         The finalized store (or the plan for ``dry_run``).
@@ -176,12 +179,12 @@ def build_store(
     pef_spec = {
         **(task.to_dict() if task is not None else {"formulation": "classifier"}),
         "pef": pef.to_dict(), "num_classes": classes, "normalization": "unit-frobenius",
-        "example_range": [start, stop], "shard": list(shard) if shard else None,
     }
     writer = create_store(
         out, rank=rank, dim=dim, projection=projection_spec, kind="gradient" if pef.kind == "gradient" else "lrm-pef",
         parameter_layout=layout, model=model_identity(model, model_name), pef_spec=pef_spec,
-        resume=resume, overwrite=overwrite, command=command,
+        resume=resume, overwrite=overwrite, command=command, shard_examples=shard_examples,
+        extra_provenance={"example_range": [start, stop], "shard": list(shard) if shard else None},
     )
     eps = eps_matrix(pef, classes, dtype=parameter_dtype, device=device)
     first = start + writer.num_examples

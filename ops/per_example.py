@@ -197,10 +197,17 @@ def projected_row_gradients(
     by_module: dict[int, list[int]] = {}
     for i, call in enumerate(recorder.calls):
         by_module.setdefault(id(call.module), []).append(i)
+    sequences = rows.shape[0] if sequence_owner is None else sequence_owner.shape[0]
     for item in included:
         total = None
         for module, _, attribute in item.owners:
             for i in by_module.get(id(module), []):
+                if recorder.calls[i].output.shape[0] != sequences:
+                    raise InvalidArgumentError(
+                        f"parameter {item.name!r} feeds all examples of a batch at once (its layer's "
+                        f"output has batch size {recorder.calls[i].output.shape[0]}, not {sequences}), "
+                        f"so it has no per-example gradient here; leave it out with --exclude '{item.name}'"
+                    )
                 part = _per_sequence_grad(recorder.calls[i], attribute, gys[i])
                 total = part if total is None else total + part
         if total is None:  # parameter unused by this forward pass: zero gradients

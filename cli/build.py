@@ -1,0 +1,77 @@
+"""``npeff build``: a Hugging Face model + a dataset + a task formulation -> a PEF store."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+import click
+
+HELP = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.command(context_settings=HELP)
+@click.argument("model")
+@click.option("--data", required=True,
+              help="Local .jsonl/.json/.csv/.parquet file, or a hub dataset name.")
+@click.option("--data-config", default=None, help="Hub dataset configuration.")
+@click.option("--split", default="train", show_default=True, help="Hub dataset split.")
+@click.option("--task", "task_file", required=True, type=click.Path(dir_okay=False),
+              help="Task YAML: formulation, template, labels, label_field.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Store directory to write.")
+@click.option("--eps", "eps_rows", type=int, default=None,
+              help="Expectation projection with R' rows instead of one row per class (sec. 2.1.1).")
+@click.option("--svd-rank", type=int, default=None, help="Keep the top-k singular directions (sec. 2.1.2).")
+@click.option("--gradient", is_flag=True, help="G-NPEFF: the gradient of log p of the predicted class.")
+@click.option("--projection", type=click.Choice(["ssp-v1", "none"]), default="ssp-v1", show_default=True,
+              help="Seeded sparse projection, or none (d = n, for small models and exact checks).")
+@click.option("--dim", "-d", type=int, default=8192, show_default=True, help="Projected dimension.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the projections.")
+@click.option("--include", multiple=True, help="Parameter-name glob to include (replaces the default).")
+@click.option("--exclude", multiple=True, help="Parameter-name glob to exclude (repeatable).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--dtype", type=click.Choice(["float32", "float64", "bfloat16"]), default="float32",
+              show_default=True, help="Model dtype.")
+@click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--max-examples", type=click.IntRange(1), default=None, help="Use the first N examples.")
+@click.option("--shard", default=None, help="i/N: build part i of N (join the parts with `npeff merge`).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted build of the same store.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing store at --out.")
+@click.option("--dry-run", is_flag=True, help="Print n, m, r, d and the store's size, then stop.")
+def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, gradient, projection, dim,
+          seed, include, exclude, device, dtype, batch_size, max_examples, shard, resume, overwrite,
+          dry_run):
+    """Compute per-example Fisher matrices of MODEL (a hub name or a local folder) on a dataset.
+
+    Each example's LRM-PEF rows are computed from batched per-example gradients, projected
+    parameter tensor by parameter tensor, normalised to unit Frobenius norm, and appended to the
+    store at --out with the rendered input, label, prediction and class probabilities.
+
+    \b
+    Example:
+      npeff build ./my-model --data reviews.jsonl --task sst2.yaml --out sst2.store --eps 8
+    """
+    from npeff.errors import InvalidArgumentError
+    from npeff.ops.build import build_store, load_examples, load_model_and_tokenizer, parse_shard
+    from npeff.ops.pef import PefSpec
+    from npeff.ops.tasks import TaskSpec
+
+    if gradient and eps_rows is not None:
+        raise InvalidArgumentError("--gradient and --eps exclude each other")
+    task = TaskSpec.from_yaml(task_file)
+    pef = PefSpec(kind="gradient" if gradient else ("eps" if eps_rows is not None else "exact"),
+                  eps_rows=eps_rows, svd_rank=svd_rank, seed=seed)
+    shard_range = parse_shard(shard)
+    examples = load_examples(data, config=data_config, split=split)
+    task.check_fields(examples.column_names)
+    network, tokenizer = load_model_and_tokenizer(model, task.formulation, device=device, dtype=dtype)
+    result = build_store(
+        network, examples, task, out, tokenizer=tokenizer, pef=pef, projection=projection, dim=dim,
+        seed=seed, include=include, exclude=exclude, batch_size=batch_size, device=device,
+        max_examples=max_examples, shard=shard_range, resume=resume, overwrite=overwrite,
+        dry_run=dry_run, model_name=model, command="npeff " + shlex.join(sys.argv[1:]), progress=True,
+    )
+    if dry_run:
+        click.echo(result.describe())
+        return
+    click.echo(f"wrote {result.num_examples:,} PEFs (r = {result.rank}, d = {result.dim}) to {result.path}")

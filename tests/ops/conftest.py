@@ -1,0 +1,51 @@
+"""Tiny models built offline from a config and saved to local folders (the hub is unreachable)."""
+
+import pytest
+import torch
+
+WORDS = ["<pad>", "<unk>", "review", ":", "sentiment", "good", "bad", "movie", "the", "was", "great",
+         "awful", "very", "not", "okay", "plot", "acting", "fine", "so", "and"]
+
+
+def tiny_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(pattern=" ", behavior="removed")
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>")
+
+
+def _save(model, path):
+    model.save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Folders with a GPT-2-style and a Llama-style causal LM and a GPT-2 sequence classifier."""
+    from transformers import (GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel, LlamaConfig,
+                              LlamaForCausalLM)
+
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    common = dict(vocab_size=len(WORDS), bos_token_id=None, eos_token_id=None, pad_token_id=0)
+    gpt2 = GPT2Config(n_positions=64, n_embd=16, n_layer=2, n_head=2, **common)
+    llama = LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        num_key_value_heads=1, max_position_embeddings=64, **common)
+    classifier = GPT2Config(n_positions=64, n_embd=16, n_layer=1, n_head=2, num_labels=3, **common)
+    return {
+        "gpt2": _save(GPT2LMHeadModel(gpt2), root / "gpt2"),
+        "llama": _save(LlamaForCausalLM(llama), root / "llama"),
+        "classifier": _save(GPT2ForSequenceClassification(classifier), root / "classifier"),
+    }
+
+
+REVIEWS = [
+    {"text": "the movie was great", "label": 0},
+    {"text": "awful acting", "label": 1},
+    {"text": "the plot was not good and the acting was awful", "label": 1},
+    {"text": "so so", "label": 0},
+    {"text": "very fine movie", "label": 0},
+]
