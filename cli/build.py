@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
-
 import click
+
+from npeff.cli.main_helpers import command_line
 
 HELP = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -69,7 +68,7 @@ def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, g
         network, examples, task, out, tokenizer=tokenizer, pef=pef, projection=projection, dim=dim,
         seed=seed, include=include, exclude=exclude, batch_size=batch_size, device=device,
         max_examples=max_examples, shard=shard_range, resume=resume, overwrite=overwrite,
-        dry_run=dry_run, model_name=model, command="npeff " + shlex.join(sys.argv[1:]), progress=True,
+        dry_run=dry_run, model_name=model, command=command_line(), progress=True,
     )
     if dry_run:
         click.echo(result.describe())

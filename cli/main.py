@@ -24,6 +24,10 @@ class UserFacingError(click.ClickException):
 class NpeffGroup(click.Group):
     """Click group that turns :class:`NpeffError` (and a missing file) into a one-line error."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["npeff.argv"] = list(args)  # recorded in stores' provenance
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)

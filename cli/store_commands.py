@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 
 import click
 
+from npeff.cli.main_helpers import command_line
+
 HELP = {"help_option_names": ["-h", "--help"]}
 STORE = click.Path(file_okay=False, dir_okay=True, path_type=str)
-
-
-def _command_line() -> str:
-    return "npeff " + shlex.join(sys.argv[1:])
 
 
 @click.command(context_settings=HELP)
@@ -66,7 +62,7 @@ def merge(out: str, stores: tuple[str, ...], overwrite: bool) -> None:
     """
     from npeff.store.sharing import merge_stores
 
-    merged = merge_stores(out, stores, overwrite=overwrite, progress=True, command=_command_line())
+    merged = merge_stores(out, stores, overwrite=overwrite, progress=True, command=command_line())
     click.echo(f"merged {len(stores)} stores into {merged.path}: {merged.num_examples:,} examples, "
                f"fingerprint {merged.fingerprint}")
 

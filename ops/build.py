@@ -20,7 +20,12 @@ from npeff.cuda_ops import ProjectionSpec, project
 from npeff.errors import InvalidArgumentError
 from npeff.ops.formulations import TensorClassifier, make_formulation
 from npeff.ops.pef import PefSpec, eps_matrix, finish_pefs, objective_rows
-from npeff.ops.per_example import ActivationRecorder, projected_row_gradients, select_parameters
+from npeff.ops.per_example import (
+    MEMORY_BUDGET,
+    ActivationRecorder,
+    projected_row_gradients,
+    select_parameters,
+)
 from npeff.ops.tasks import TaskError, TaskSpec
 from npeff.store import ModelIdentity, create_store
 from npeff.store.pef_store import PefStore
@@ -110,6 +115,7 @@ def build_store(
     progress: bool = False,
     backend: str = "auto",
     shard_examples: int | None = None,
+    memory_budget: int = MEMORY_BUDGET,
 ) -> PefStore | BuildPlan:
     """Compute the PEFs of ``examples`` under ``model`` and write them to a store at ``out``.
 
@@ -127,6 +133,8 @@ def build_store(
         dry_run: return the :class:`BuildPlan` without computing anything.
         backend: projection backend (``auto``, ``cpu``, ``cuda``).
         shard_examples: examples per store shard (default: ~128 MiB shards).
+        memory_budget: bytes for output gradients and per-tensor per-example gradients at once
+            (rows are processed in groups that fit).
 
     Returns:
         The finalized store (or the plan for ``dry_run``).
@@ -196,7 +204,7 @@ def build_store(
         indices = list(range(batch_start, min(batch_start + batch_size, stop)))
         batch = [examples[i] for i in indices]
         g, log_probs = _batch_pefs(batch, task, formulation, included, layout, pef, eps, rows,
-                                   projection_spec, dim, backend, parameter_dtype)
+                                   projection_spec, dim, backend, parameter_dtype, memory_budget)
         g, norms = finish_pefs(g, pef)
         writer.append(g.detach().to("cpu", torch.float32), _records(batch, indices, task, log_probs, norms))
         bar.update(len(indices))
@@ -205,7 +213,7 @@ def build_store(
 
 
 def _batch_pefs(batch, task, formulation, included, layout, pef, eps, rows, projection_spec, dim,
-                backend, dtype):
+                backend, dtype, memory_budget):
     """Projected PEF rows ``[B, rows, dim]`` of one batch, and its class log-probabilities."""
     count = len(batch)
     with ActivationRecorder(included) as recorder:
@@ -219,16 +227,20 @@ def _batch_pefs(batch, task, formulation, included, layout, pef, eps, rows, proj
     unprojected = projection_spec["kind"] == "none"
     out = torch.zeros(count * rows, dim, dtype=dtype if unprojected else torch.float32, device=device)
 
-    def project_block(block: torch.Tensor, offset: int) -> None:
+    out = out.view(count, rows, dim)
+
+    def project_block(block: torch.Tensor, offset: int, row_slice: slice) -> None:
+        block = block.detach().view(count, -1, block.shape[1])
         if unprojected:
-            out[:, offset:offset + block.shape[1]] = block
+            out[:, row_slice, offset:offset + block.shape[2]] = block
         else:
-            out.add_(project(block.detach(), d=dim, seed=projection_spec["seed"], offset=offset,
-                             n_total=layout.n_total, backend=backend))
+            projected = project(block.reshape(-1, block.shape[2]), d=dim, seed=projection_spec["seed"],
+                                offset=offset, n_total=layout.n_total, backend=backend)
+            out[:, row_slice] += projected.view(count, -1, dim)
 
     projected_row_gradients(objectives, recorder, included, sequence_owner=owner, num_examples=count,
-                            project_block=project_block)
-    return out.view(count, rows, dim), log_probs.detach()
+                            project_block=project_block, memory_budget=memory_budget)
+    return out, log_probs.detach()
 
 
 def _records(batch, indices, task, log_probs, norms) -> list[dict]:

@@ -159,6 +159,10 @@ def _per_sequence_grad(call: _Call, attribute: str, gy: torch.Tensor) -> torch.T
     raise AssertionError(call.kind)  # select_parameters refused other layer types
 
 
+#: default bound on the bytes of output gradients and of one tensor's per-example gradients
+MEMORY_BUDGET = 256 << 20
+
+
 def projected_row_gradients(
     rows: torch.Tensor,
     recorder: ActivationRecorder,
@@ -166,7 +170,8 @@ def projected_row_gradients(
     *,
     sequence_owner: torch.Tensor | None,
     num_examples: int,
-    project_block: Callable[[torch.Tensor, int], None],
+    project_block: Callable[[torch.Tensor, int, slice], None],
+    memory_budget: int = MEMORY_BUDGET,
 ) -> None:
     """Compute the per-example gradients of ``rows[b, r]`` and hand them over tensor by tensor.
 
@@ -176,47 +181,60 @@ def projected_row_gradients(
         included: the selected parameters (with their offsets in the flat vector).
         sequence_owner: ``[N]`` example index of each sequence, or None when ``N`` examples.
         num_examples: ``B``.
-        project_block: called as ``project_block(block, offset)`` with ``block`` of shape
-            ``[B * R, n_tensor]`` (example-major) for every included parameter.
+        project_block: called as ``project_block(block, offset, row_slice)`` with ``block`` of shape
+            ``[B * k, n_tensor]`` (example-major) holding rows ``row_slice`` (``k`` of them) of every
+            example, for every included parameter.
+        memory_budget: bytes allowed for the output gradients of one pass over a group of rows,
+            and for one tensor's per-example gradients; rows are processed in groups that fit.
 
     Notes:
-        Memory: the recorded activations, ``R`` times their output gradients, and one tensor's
-        ``[B * R, n_tensor]`` gradients at a time.
+        Memory: the recorded activations, plus about ``memory_budget`` twice. The rows of one group
+        share their projection calls (the hash is amortised over ``B * k`` rows).
     """
-    outputs = [call.output for call in recorder.calls]
+    calls = recorder.calls
+    outputs = [call.output for call in calls]
     n_rows = rows.shape[1]
-    per_row = []
-    for r in range(n_rows):
-        grads = torch.autograd.grad(rows[:, r].sum(), outputs, retain_graph=r < n_rows - 1,
-                                    allow_unused=True)
-        per_row.append(grads)
-    gys = []
-    for i, call in enumerate(recorder.calls):
-        stacked = [g[i] if g[i] is not None else torch.zeros_like(call.output) for g in per_row]
-        gys.append(torch.stack(stacked))  # [R, N, ..., out]
-    by_module: dict[int, list[int]] = {}
-    for i, call in enumerate(recorder.calls):
-        by_module.setdefault(id(call.module), []).append(i)
     sequences = rows.shape[0] if sequence_owner is None else sequence_owner.shape[0]
-    for item in included:
-        total = None
-        for module, _, attribute in item.owners:
-            for i in by_module.get(id(module), []):
-                if recorder.calls[i].output.shape[0] != sequences:
-                    raise InvalidArgumentError(
-                        f"parameter {item.name!r} feeds all examples of a batch at once (its layer's "
-                        f"output has batch size {recorder.calls[i].output.shape[0]}, not {sequences}), "
-                        f"so it has no per-example gradient here; leave it out with --exclude '{item.name}'"
-                    )
-                part = _per_sequence_grad(recorder.calls[i], attribute, gys[i])
-                total = part if total is None else total + part
-        if total is None:  # parameter unused by this forward pass: zero gradients
-            project_block(torch.zeros(num_examples * n_rows, item.param.numel(), dtype=rows.dtype,
-                                      device=rows.device), item.offset)
-            continue
-        total = total.reshape(n_rows, total.shape[1], -1)
-        if sequence_owner is not None:
-            folded = torch.zeros(n_rows, num_examples, total.shape[2], dtype=total.dtype, device=total.device)
-            total = folded.index_add_(1, sequence_owner, total)
-        block = total.transpose(0, 1).reshape(num_examples * n_rows, -1)
-        project_block(block, item.offset)
+    for call, item in ((c, i) for i in included for m, _, _ in i.owners for c in calls if c.module is m):
+        if call.output.shape[0] != sequences:
+            raise InvalidArgumentError(
+                f"parameter {item.name!r} feeds all examples of a batch at once (its layer's output "
+                f"has batch size {call.output.shape[0]}, not {sequences}), so it has no per-example "
+                f"gradient here; leave it out with --exclude '{item.name}'"
+            )
+    by_module: dict[int, list[int]] = {}
+    for i, call in enumerate(calls):
+        by_module.setdefault(id(call.module), []).append(i)
+    row_bytes = max(1, sum(o.numel() for o in outputs) * rows.element_size())
+    group = max(1, min(n_rows, memory_budget // row_bytes))
+    for first in range(0, n_rows, group):
+        last = min(first + group, n_rows)
+        per_row = [torch.autograd.grad(rows[:, r].sum(), outputs, retain_graph=r < n_rows - 1,
+                                       allow_unused=True) for r in range(first, last)]
+        gys = [torch.stack([g[i] if g[i] is not None else torch.zeros_like(call.output) for g in per_row])
+               for i, call in enumerate(calls)]  # each [k, N, ..., out]
+        del per_row
+        for item in included:
+            per_tensor = max(1, memory_budget // max(1, sequences * item.param.numel() * rows.element_size()))
+            for lo in range(0, last - first, per_tensor):
+                hi = min(lo + per_tensor, last - first)
+                block = _example_gradients(item, calls, by_module, [g[lo:hi] for g in gys],
+                                           sequence_owner, num_examples, rows)
+                project_block(block, item.offset, slice(first + lo, first + hi))
+
+
+def _example_gradients(item, calls, by_module, gys, sequence_owner, num_examples, rows) -> torch.Tensor:
+    """``[B * k, n_tensor]`` per-example gradients of one parameter for ``k`` rows (example-major)."""
+    k = gys[0].shape[0] if gys else 0
+    total = None
+    for module, _, attribute in item.owners:
+        for i in by_module.get(id(module), []):
+            part = _per_sequence_grad(calls[i], attribute, gys[i])
+            total = part if total is None else total + part
+    if total is None:  # parameter unused by this forward pass: zero gradients
+        return torch.zeros(num_examples * k, item.param.numel(), dtype=rows.dtype, device=rows.device)
+    total = total.reshape(k, total.shape[1], -1)
+    if sequence_owner is not None:
+        folded = torch.zeros(k, num_examples, total.shape[2], dtype=total.dtype, device=total.device)
+        total = folded.index_add_(1, sequence_owner, total)
+    return total.transpose(0, 1).reshape(num_examples * k, -1)

@@ -314,3 +314,14 @@ def test_bad_pef_and_projection_options(tmp_path, tiny_models):
         big = torch.nn.Linear(3, 5000).double()
         build_store(big, [{"input": torch.zeros(3)}], None, tmp_path / "s", num_classes=5000)
     assert not (tmp_path / "s").exists()
+
+
+def test_small_memory_budget_gives_the_same_pefs(tmp_path, tiny_models):
+    """Rows processed in groups (and tensors in row chunks) under a tiny budget: same result."""
+    model, tokenizer = load(tiny_models, "gpt2", "suffixes")
+    task = TASKS["suffixes"]
+    whole = build_store(model, REVIEWS, task, tmp_path / "a", tokenizer=tokenizer, dim=64, batch_size=5,
+                        pef=PefSpec(kind="eps", eps_rows=5))
+    pieces = build_store(model, REVIEWS, task, tmp_path / "b", tokenizer=tokenizer, dim=64, batch_size=5,
+                         pef=PefSpec(kind="eps", eps_rows=5), memory_budget=4096)
+    np.testing.assert_allclose(pieces.read(), whole.read(), rtol=1e-5, atol=1e-6)
