@@ -25,6 +25,8 @@ demo: $(STAMP)
 bench: $(STAMP)
 	NUMBA_CACHE_DIR=$(CURDIR)/$(VENV)/numba-cache $(BIN)/python bench/projection.py
 	$(BIN)/python bench/store.py
+	NUMBA_CACHE_DIR=$(CURDIR)/$(VENV)/numba-cache $(BIN)/python bench/build.py
+	NUMBA_CACHE_DIR=$(CURDIR)/$(VENV)/numba-cache $(BIN)/python bench/build.py --memory
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -225,7 +225,8 @@ def _batch_pefs(batch, task, formulation, included, layout, pef, eps, rows, proj
     objectives = objective_rows(log_probs, pef, eps)
     device = log_probs.device
     unprojected = projection_spec["kind"] == "none"
-    out = torch.zeros(count * rows, dim, dtype=dtype if unprojected else torch.float32, device=device)
+    exact_dtype = torch.float64 if unprojected and dtype == torch.float64 else torch.float32
+    out = torch.zeros(count * rows, dim, dtype=exact_dtype, device=device)
 
     out = out.view(count, rows, dim)
 
