@@ -129,38 +129,40 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
 
 
 def _per_sequence_grad(call: _Call, attribute: str, gy: torch.Tensor) -> torch.Tensor:
-    """Per-sequence gradient of one parameter of one module call, for all rows at once.
+    """Per-sequence gradient of one parameter of one module call, for ``k`` rows at once.
 
-    ``gy`` is ``[R, N, ..., out]``; returns ``[R, N, *param.shape]``.
+    ``gy`` is ``[k, N, ..., out]``; returns ``[N, k, *param.shape]`` (sequence-major, so that it
+    flattens to ``[N * k, n_tensor]`` without a copy).
     """
     rows, n = gy.shape[0], gy.shape[1]
     g = gy.reshape(rows, n, -1, gy.shape[-1])
     module = call.module
     if call.kind in ("linear", "conv1d"):
         if attribute == "bias":
-            return g.sum(dim=2)
+            return g.sum(dim=2).transpose(0, 1)
         x = _flat(call.inputs).to(g.dtype)
         if call.kind == "linear":
-            return torch.einsum("rnto,nti->rnoi", g, x)
-        return torch.einsum("rnto,nti->rnio", g, x)
+            return torch.einsum("rnto,nti->nroi", g, x)
+        return torch.einsum("rnto,nti->nrio", g, x)
     if call.kind == "layernorm":
+        shape = module.normalized_shape
         if attribute == "bias":
-            return g.sum(dim=2).reshape(rows, n, *module.normalized_shape)
-        x_hat = nn.functional.layer_norm(call.inputs, module.normalized_shape, None, None, module.eps)
-        return (g * _flat(x_hat).to(g.dtype)[None]).sum(dim=2).reshape(rows, n, *module.normalized_shape)
+            return g.sum(dim=2).transpose(0, 1).reshape(n, rows, *shape)
+        x_hat = nn.functional.layer_norm(call.inputs, shape, None, None, module.eps)
+        return torch.einsum("rnto,nto->nro", g, _flat(x_hat).to(g.dtype)).reshape(n, rows, *shape)
     if call.kind == "embedding":
         ids = call.inputs.reshape(n, -1)
-        grad = torch.zeros(rows, n, module.num_embeddings, module.embedding_dim, dtype=g.dtype, device=g.device)
-        weights = g
+        weights = g.transpose(0, 1)  # [N, k, T, D]
         if module.padding_idx is not None:
-            weights = g * (ids != module.padding_idx)[None, :, :, None].to(g.dtype)
-        index = ids[None, :, :, None].expand(rows, n, ids.shape[1], module.embedding_dim)
+            weights = weights * (ids != module.padding_idx)[:, None, :, None].to(g.dtype)
+        grad = torch.zeros(n, rows, module.num_embeddings, module.embedding_dim, dtype=g.dtype, device=g.device)
+        index = ids[:, None, :, None].expand(n, rows, ids.shape[1], module.embedding_dim)
         return grad.scatter_add_(2, index, weights)
     raise AssertionError(call.kind)  # select_parameters refused other layer types
 
 
 #: default bound on the bytes of output gradients and of one tensor's per-example gradients
-MEMORY_BUDGET = 256 << 20
+MEMORY_BUDGET = 64 << 20
 
 
 def projected_row_gradients(
@@ -209,11 +211,7 @@ def projected_row_gradients(
     group = max(1, min(n_rows, memory_budget // row_bytes))
     for first in range(0, n_rows, group):
         last = min(first + group, n_rows)
-        per_row = [torch.autograd.grad(rows[:, r].sum(), outputs, retain_graph=r < n_rows - 1,
-                                       allow_unused=True) for r in range(first, last)]
-        gys = [torch.stack([g[i] if g[i] is not None else torch.zeros_like(call.output) for g in per_row])
-               for i, call in enumerate(calls)]  # each [k, N, ..., out]
-        del per_row
+        gys = _output_gradients(rows, outputs, first, last)  # each [k, N, ..., out]
         for item in included:
             per_tensor = max(1, memory_budget // max(1, sequences * item.param.numel() * rows.element_size()))
             for lo in range(0, last - first, per_tensor):
@@ -221,6 +219,24 @@ def projected_row_gradients(
                 block = _example_gradients(item, calls, by_module, [g[lo:hi] for g in gys],
                                            sequence_owner, num_examples, rows)
                 project_block(block, item.offset, slice(first + lo, first + hi))
+
+
+def _output_gradients(rows, outputs, first, last) -> list[torch.Tensor]:
+    """Gradients of ``sum_b rows[b, r]`` for ``r`` in ``[first, last)`` with respect to every
+    recorded output, stacked as ``[k, N, ..., out]`` (a view, without a copy, when ``k = 1``)."""
+    n_rows = rows.shape[1]
+
+    def row_gradients(r):
+        grads = torch.autograd.grad(rows[:, r].sum(), outputs, retain_graph=r < n_rows - 1, allow_unused=True)
+        return [g if g is not None else torch.zeros_like(o) for g, o in zip(grads, outputs)]
+
+    if last - first == 1:
+        return [g.unsqueeze(0) for g in row_gradients(first)]
+    gys = [torch.empty((last - first,) + tuple(o.shape), dtype=o.dtype, device=o.device) for o in outputs]
+    for r in range(first, last):
+        for target, grad in zip(gys, row_gradients(r)):
+            target[r - first].copy_(grad)
+    return gys
 
 
 def _example_gradients(item, calls, by_module, gys, sequence_owner, num_examples, rows) -> torch.Tensor:
@@ -233,8 +249,8 @@ def _example_gradients(item, calls, by_module, gys, sequence_owner, num_examples
             total = part if total is None else total + part
     if total is None:  # parameter unused by this forward pass: zero gradients
         return torch.zeros(num_examples * k, item.param.numel(), dtype=rows.dtype, device=rows.device)
-    total = total.reshape(k, total.shape[1], -1)
+    total = total.reshape(total.shape[0], k, -1)
     if sequence_owner is not None:
-        folded = torch.zeros(k, num_examples, total.shape[2], dtype=total.dtype, device=total.device)
-        total = folded.index_add_(1, sequence_owner, total)
-    return total.transpose(0, 1).reshape(num_examples * k, -1)
+        folded = torch.zeros(num_examples, k, total.shape[2], dtype=total.dtype, device=total.device)
+        total = folded.index_add_(0, sequence_owner, total)
+    return total.reshape(num_examples * k, -1)
