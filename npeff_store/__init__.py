@@ -1,10 +1,13 @@
 """On-disk formats of npeff: PEF stores (manifest, sharded zarr v3 tensor, Parquet table)."""
 
+from npeff.store.decomposition import Decomposition, open_decomposition
 from npeff.store.manifest import ModelIdentity, ParameterLayout, StoreConfig, StoreManifest
 from npeff.store.pef_store import PefStore, PefStoreWriter, StoreChunk, create_store, open_store
 from npeff.store.schema import EXAMPLE_SCHEMA
 
 __all__ = [
+    "Decomposition",
+    "open_decomposition",
     "EXAMPLE_SCHEMA",
     "ModelIdentity",
     "ParameterLayout",

@@ -1,0 +1,501 @@
+"""NPEFF decomposition streamed over a PEF store (paper, Algorithm 1 and appendix C).
+
+One pass over the store per iteration. For each chunk ``(G_c [k, r, d], W_c [k, C])``, with ``H``,
+``HH^T`` and ``M = HH^T * HH^T`` fixed for the iteration::
+
+    B_c = G_c H^T                         [k, r, C]
+    N_c = sum_r B_c^2                     [k, C]
+    W_c <- W_c * N_c / (W_c M)            (joint steps only)
+    T2 += -4 (W_c * B_c)^T G_c            [C, d]
+    W^T W += W_c^T W_c                    [C, C]
+    loss += sum_i ||G_i G_i^T||^2 - 2 sum W_c * N_c + sum (W_c M) * W_c
+
+then ``T1 = 4 ((W^T W) * HH^T) H`` and ``H <- H - lr (T1 + T2)``. No ``n x n`` matrix ever exists.
+Chunks are the store's shards; those that fit the memory budget stay resident (on the compute
+device), the others are read again each iteration with the next one read ahead. ``W`` rows live
+with their chunk. With a ``dask.distributed`` cluster, chunks of ``G`` and ``W`` stay on the
+workers across iterations and only ``H`` and the partial sums travel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from npeff.errors import IncompatibleStoresError, InvalidArgumentError, NpeffError
+from npeff.store import PefStore, open_store
+from npeff.store.decomposition import (
+    CHECKPOINT,
+    Decomposition,
+    load_array,
+    open_decomposition,
+    prepare_output,
+    save_array,
+    write_decomposition,
+)
+from npeff.store.manifest import new_provenance, now_iso
+from npeff.store.schema import STATUS_OK
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_TINY = 1e-30
+
+
+class DecompositionError(NpeffError):
+    """The optimisation cannot go on (e.g. the loss became non-finite)."""
+
+
+def parse_bytes(text: str | int | None) -> int | None:
+    """``"2GB"``, ``"512MiB"``, ``"1e9"`` or an int -> bytes."""
+    if text is None or isinstance(text, int):
+        return text
+    match = re.fullmatch(r"\s*([0-9.eE+]+)\s*([KMGT]?)(i?B)?\s*", str(text))
+    if not match:
+        raise InvalidArgumentError(f"memory budget must look like 2GB, 512MiB or 1e9, got {text!r}")
+    value = float(match.group(1))
+    unit = match.group(2)
+    base = 1024 if match.group(3) == "iB" else 1000
+    return int(value * base ** " KMGT".index(unit or " "))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DecomposeConfig:
+    """Hyperparameters of an NPEFF decomposition (paper defaults).
+
+    Attributes:
+        n_components: C, the number of components.
+        warmup_steps: steps updating H only (W frozen), at ``warmup_lr``.
+        joint_steps: steps updating W then H, at ``joint_lr``.
+        seed: seed of the initialisation (W ~ U[0, 1], H ~ N(0, sqrt(2) / sqrt(C d))).
+        dtype: compute dtype, ``float32`` or ``float64``.
+    """
+
+    n_components: int
+    warmup_steps: int = 1000
+    joint_steps: int = 3000
+    warmup_lr: float = 1e-5
+    joint_lr: float = 3e-4
+    seed: int = 0
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n_components, bool) or not isinstance(self.n_components, int) or self.n_components < 1:
+            raise InvalidArgumentError(f"the number of components must be an integer >= 1, got {self.n_components!r}")
+        for name in ("warmup_steps", "joint_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidArgumentError(f"{name} must be an integer >= 0, got {value!r}")
+        for name in ("warmup_lr", "joint_lr"):
+            if not float(getattr(self, name)) > 0:
+                raise InvalidArgumentError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.dtype not in _DTYPES:
+            raise InvalidArgumentError(f"dtype must be float32 or float64, got {self.dtype!r}")
+
+    @property
+    def total_steps(self) -> int:
+        return self.warmup_steps + self.joint_steps
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------------------------
+# The per-chunk work (shared by the local and the distributed schedulers)
+
+
+def coefficient_numerator(g: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``B = G H^T`` ``[k, r, C]`` and ``N = sum_r B^2`` ``[k, C]`` (appendix C.1)."""
+    k, r, d = g.shape
+    b = (g.reshape(k * r, d) @ h.T).reshape(k, r, -1)
+    return b, (b * b).sum(dim=1)
+
+
+def coefficient_update(w: torch.Tensor, n: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Multiplicative update ``W <- W * N / (W M)`` with ``M = (HH^T) * (HH^T)`` (appendix C.1)."""
+    return w * n / (w @ m).clamp_min(_TINY)
+
+
+def chunk_step(g, w, h, m, joint: bool, constant):
+    """One chunk's share of an iteration; returns ``(w, T2, W^T W, loss)`` partials."""
+    b, n = coefficient_numerator(g, h)
+    if joint:
+        w = coefficient_update(w, n, m)
+    k, r, d = g.shape
+    t2 = -4.0 * ((w[:, None, :] * b).reshape(k * r, -1).T @ g.reshape(k * r, d))
+    wtw = w.T @ w
+    loss = constant - 2.0 * (w * n).sum() + ((w @ m) * w).sum()
+    return w, t2, wtw, loss
+
+
+def pef_self_products(g: torch.Tensor) -> torch.Tensor:
+    """``sum_i ||G_i^T G_i||_F^2`` of a chunk, via the small ``G_i G_i^T`` (the loss's constant)."""
+    gram = g @ g.transpose(1, 2)
+    return (gram * gram).sum()
+
+
+# ----------------------------------------------------------------------------------------------
+# Local scheduler: resident chunks within the budget, the rest streamed with read-ahead
+
+
+class ChunkCache:
+    """The store's shards as compute tensors: resident while within ``budget`` bytes, else re-read."""
+
+    def __init__(self, store: PefStore, *, device: str, dtype: torch.dtype, budget: int | None):
+        self.store, self.device, self.dtype = store, device, dtype
+        per_value = torch.empty((), dtype=dtype).element_size()
+        self.resident: dict[int, torch.Tensor] = {}
+        used = 0
+        for shard in store.shards:
+            size = shard.num_examples * store.rank * store.dim * per_value
+            if budget is None or used + size <= budget:
+                used += size
+                self.resident[shard.index] = None  # filled on first read
+        self.resident_bytes = used
+        self.constants: dict[int, torch.Tensor] = {}
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array).to(device=self.device, dtype=self.dtype)
+
+    def __iter__(self):
+        shards = self.store.shards
+        streamed = [s for s in shards if s.index not in self.resident or self.resident[s.index] is None]
+        pending = {}
+
+        def submit(position):
+            if position < len(streamed):
+                shard = streamed[position]
+                pending[shard.index] = self.store._submit_read(shard.start, shard.stop)
+
+        submit(0)
+        position = 0
+        for shard in shards:
+            cached = self.resident.get(shard.index)
+            if cached is not None:
+                yield shard, cached
+                continue
+            future = pending.pop(shard.index)
+            position += 1
+            submit(position)  # read the next streamed shard while this one is computed on
+            g = self._tensor(self.store._finish_read(future, shard.start, shard.stop))
+            if shard.index in self.resident:
+                self.resident[shard.index] = g
+            yield shard, g
+
+
+def _ok_mask(store: PefStore, device, dtype) -> torch.Tensor:
+    status = np.asarray(store.examples.column("status").to_pylist()) == STATUS_OK
+    return torch.from_numpy(status).to(device=device, dtype=dtype)
+
+
+def _initial_state(config: DecomposeConfig, m: int, d: int, mask: torch.Tensor):
+    generator = torch.Generator().manual_seed(config.seed)
+    w = torch.rand(m, config.n_components, generator=generator, dtype=torch.float64)
+    h = torch.randn(config.n_components, d, generator=generator, dtype=torch.float64)
+    h *= 2 ** 0.5 / (config.n_components * d) ** 0.5
+    return w * mask.cpu().double()[:, None], h
+
+
+def _check_store(store: PefStore) -> None:
+    if store.status != "finalized":
+        raise InvalidArgumentError(f"{store.path} is still being built; finalize it first")
+    if store.num_examples == 0:
+        raise InvalidArgumentError(f"{store.path} holds no examples")
+
+
+def decompose(
+    store: PefStore | str | Path,
+    n_components: int | None = None,
+    *,
+    config: DecomposeConfig | None = None,
+    out: str | Path | None = None,
+    device: str = "cpu",
+    memory_budget: int | str | None = None,
+    cluster: str | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = False,
+    command: str | None = None,
+    **overrides: Any,
+) -> Decomposition | dict:
+    """Run NPEFF on a store, streaming it from disk.
+
+    Args:
+        store: a :class:`PefStore` or its path.
+        n_components: C (or give ``config``); further :class:`DecomposeConfig` fields as keywords.
+        out: decomposition directory to write (``W.npy``, ``H.npy``, ``losses.npy``, manifest);
+            without it, a dict with ``W``, ``H``, ``losses`` is returned.
+        device: torch device of the contractions.
+        memory_budget: bytes (or ``"2GB"``) of chunks kept resident; the rest is re-read every
+            iteration with read-ahead. None: everything resident.
+        cluster: ``"local:N"`` (a LocalCluster of N worker processes) or a scheduler address.
+        checkpoint_every: write H, W, the step and the losses every K steps (needs ``out``).
+        resume: continue from the checkpoint in ``out``.
+
+    Notes:
+        Memory: ``W`` ``[m, C]`` and ``H`` ``[C, d]`` plus the resident chunks (at most the budget)
+        and two streamed chunks (one computed on, one read ahead).
+    """
+    store = store if isinstance(store, PefStore) else open_store(store)
+    _check_store(store)
+    if config is None:
+        config = DecomposeConfig(n_components=n_components, **overrides)
+    elif n_components is not None or overrides:
+        raise InvalidArgumentError("give either config or n_components and keywords, not both")
+    budget = parse_bytes(memory_budget)
+    dtype = _DTYPES[config.dtype]
+    mask = _ok_mask(store, device, dtype)
+    if not bool(mask.any()):
+        raise InvalidArgumentError(f"no example of {store.path} has status ok (all non-finite or skipped)")
+    out_path = Path(out) if out is not None else None
+    if checkpoint_every and out_path is None:
+        raise InvalidArgumentError("checkpoints need an output directory (--out)")
+    if out_path is not None:
+        prepare_output(out_path, overwrite=overwrite, resume=resume)
+
+    w0, h0 = _initial_state(config, store.num_examples, store.dim, mask)
+    start, losses = 0, []
+    checkpoint = out_path / CHECKPOINT / "state.npz" if out_path is not None else None
+    if resume:
+        if checkpoint is None or not checkpoint.is_file():
+            raise InvalidArgumentError(f"nothing to resume: {out_path} has no checkpoint")
+        w0, h0, start, losses = _load_checkpoint(checkpoint, config, store)
+
+    runner = _DistributedRunner(store, cluster, dtype) if cluster else _LocalRunner(store, device, dtype, budget)
+    try:
+        w, h = runner.start(w0, h0, mask)
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.total_steps, initial=start, desc="decompose", unit="step", disable=not progress,
+                   dynamic_ncols=True)
+        for step in range(start, config.total_steps):
+            joint = step >= config.warmup_steps
+            lr = config.joint_lr if joint else config.warmup_lr
+            hht = h @ h.T
+            m_matrix = hht * hht
+            t2, wtw, loss = runner.iteration(h, m_matrix, joint)
+            loss_value = float(loss)
+            if not np.isfinite(loss_value):
+                raise DecompositionError(
+                    f"the loss became non-finite at step {step}"
+                    + (f"; the last good checkpoint is kept in {checkpoint.parent}" if checkpoint is not None
+                       and checkpoint.is_file() else "")
+                    + "; lower the learning rates")
+            t1 = 4.0 * (wtw * hht) @ h
+            h = h - lr * (t1 + t2)
+            losses.append(loss_value)
+            bar.set_postfix(loss=f"{loss_value:.5g}", refresh=False)
+            bar.update(1)
+            if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < config.total_steps:
+                _save_checkpoint(checkpoint, runner.gather_w(), h, step + 1, losses, config, store)
+        bar.close()
+        w = runner.gather_w()
+    finally:
+        runner.close()
+    norms = h.norm(dim=1)
+    safe = torch.where(norms > 0, norms, torch.ones_like(norms))
+    h = h / safe[:, None]
+    w = w * (safe ** 2)[None, :].to(w)
+    result = {"W": w.cpu().numpy(), "H": h.cpu().numpy(), "losses": np.asarray(losses)}
+    if out_path is None:
+        return result
+    manifest = {
+        "kind": "decomposition", "config": config.to_dict(), "n_components": config.n_components,
+        "num_examples": store.num_examples, "dim": store.dim, "store": str(store.path),
+        "store_fingerprint": store.fingerprint, "memory_budget": budget, "cluster": cluster,
+        "device": device, "final_loss": losses[-1] if losses else None,
+        "provenance": dict(new_provenance(command), finalized=now_iso()),
+    }
+    write_decomposition(out_path, W=result["W"], H=result["H"], losses=result["losses"], manifest=manifest)
+    return open_decomposition(out_path)
+
+
+def _save_checkpoint(path: Path, w, h, step, losses, config, store) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as handle:
+        np.savez(handle, W=w.cpu().numpy(), H=h.cpu().numpy(), step=np.int64(step), losses=np.asarray(losses),
+                 config=np.str_(json.dumps(config.to_dict(), sort_keys=True)),
+                 fingerprint=np.str_(store.fingerprint), m=np.int64(store.num_examples))
+    path.with_name(path.name + ".partial").replace(path)
+
+
+def _load_checkpoint(path: Path, config: DecomposeConfig, store: PefStore):
+    with np.load(path, allow_pickle=False) as data:
+        saved = json.loads(str(data["config"]))
+        if saved != json.loads(json.dumps(config.to_dict(), sort_keys=True)):
+            raise InvalidArgumentError(f"the checkpoint in {path.parent} was made with other settings: {saved}")
+        if str(data["fingerprint"]) != store.fingerprint or int(data["m"]) != store.num_examples:
+            raise IncompatibleStoresError(f"the checkpoint in {path.parent} belongs to another store")
+        return (torch.from_numpy(data["W"]).double(), torch.from_numpy(data["H"]).double(), int(data["step"]),
+                list(data["losses"]))
+
+
+class _LocalRunner:
+    def __init__(self, store, device, dtype, budget):
+        self.store, self.device, self.dtype = store, device, dtype
+        self.cache = ChunkCache(store, device=device, dtype=dtype, budget=budget)
+
+    def start(self, w0, h0, mask):
+        self.mask = mask
+        self.w = {s.index: w0[s.start:s.stop].to(self.device, self.dtype) for s in self.store.shards}
+        return None, h0.to(self.device, self.dtype)
+
+    def iteration(self, h, m_matrix, joint):
+        c, d = h.shape
+        t2 = torch.zeros(c, d, dtype=self.dtype, device=self.device)
+        wtw = torch.zeros(c, c, dtype=self.dtype, device=self.device)
+        loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        for shard, g in self.cache:
+            if shard.index not in self.cache.constants:
+                self.cache.constants[shard.index] = pef_self_products(g)
+            w, t2_c, wtw_c, loss_c = chunk_step(g, self.w[shard.index], h, m_matrix, joint,
+                                                self.cache.constants[shard.index])
+            if joint:
+                w = w * self.mask[shard.start:shard.stop, None]
+            self.w[shard.index] = w
+            t2 += t2_c
+            wtw += wtw_c
+            loss += loss_c
+        return t2, wtw, loss
+
+    def gather_w(self):
+        return torch.cat([self.w[s.index] for s in self.store.shards])
+
+    def close(self):
+        pass
+
+
+def _load_chunk(path: str, start: int, stop: int, dtype: str):
+    torch.set_num_threads(1)
+    store = open_store(path)
+    return torch.from_numpy(store.read(start, stop)).to(_DTYPES[dtype])
+
+
+def _remote_step(g, w, h, m_matrix, joint, mask):
+    constant = pef_self_products(g)
+    w, t2, wtw, loss = chunk_step(g, w, h, m_matrix, joint, constant)
+    if joint:
+        w = w * mask[:, None]
+    return w, (t2, wtw, loss)
+
+
+class _DistributedRunner:
+    """G and W partitions stay on the workers; H is broadcast; partial sums come back."""
+
+    def __init__(self, store, cluster, dtype):
+        from distributed import Client, LocalCluster
+
+        self.store, self.dtype = store, dtype
+        self._cluster = None
+        if cluster.startswith("local:"):
+            try:
+                workers = int(cluster.split(":", 1)[1])
+            except ValueError:
+                raise InvalidArgumentError(f"--cluster local:N needs a number of workers, got {cluster!r}") from None
+            if workers < 1:
+                raise InvalidArgumentError(f"--cluster local:N needs N >= 1, got {cluster!r}")
+            self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                         dashboard_address=None)
+            self.client = Client(self._cluster)
+        else:
+            try:
+                self.client = Client(cluster, timeout="20s")
+            except OSError as error:
+                raise InvalidArgumentError(f"cannot reach the dask scheduler at {cluster}: {error}") from None
+        self.name = {torch.float32: "float32", torch.float64: "float64"}[dtype]
+
+    def start(self, w0, h0, mask):
+        client = self.client
+        shards = self.store.shards
+        self.g = [client.submit(_load_chunk, str(self.store.path), s.start, s.stop, self.name, pure=False)
+                  for s in shards]
+        self.masks = [client.scatter(mask[s.start:s.stop].cpu(), direct=True) for s in shards]
+        self.w = [client.scatter(w0[s.start:s.stop].to(self.dtype), direct=True) for s in shards]
+        return None, h0.to(self.dtype)
+
+    def iteration(self, h, m_matrix, joint):
+        import operator
+
+        client = self.client
+        [h_remote, m_remote] = client.scatter([h, m_matrix], broadcast=True)
+        results = [client.submit(_remote_step, g, w, h_remote, m_remote, joint, mask, pure=False)
+                   for g, w, mask in zip(self.g, self.w, self.masks)]
+        self.w = [client.submit(operator.getitem, r, 0) for r in results]
+        partials = client.gather([client.submit(operator.getitem, r, 1) for r in results])
+        t2 = sum(p[0] for p in partials)
+        wtw = sum(p[1] for p in partials)
+        loss = sum(p[2].double() for p in partials)
+        return t2, wtw, loss
+
+    def gather_w(self):
+        return torch.cat(self.client.gather(self.w))
+
+    def close(self):
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# Coefficient fitting
+
+
+def fit_coefficients(decomposition: Decomposition | str | Path, store: PefStore | str | Path, *,
+                     out: str | Path | None = None, steps: int = 100, seed: int = 0, device: str = "cpu",
+                     dtype: str = "float32", memory_budget: int | str | None = None, overwrite: bool = False,
+                     progress: bool = False, command: str | None = None):
+    """Fit W for ``store`` with the decomposition's H fixed (W-only multiplicative updates).
+
+    The store must share the decomposition's projection and parameter layout (its fingerprint).
+    Returns the coefficients ``[m, C]`` (and writes ``W.npy`` with a manifest to ``out``).
+    """
+    decomposition = decomposition if isinstance(decomposition, Decomposition) else open_decomposition(decomposition)
+    store = store if isinstance(store, PefStore) else open_store(store)
+    _check_store(store)
+    if store.fingerprint != decomposition.manifest["store_fingerprint"]:
+        raise IncompatibleStoresError(
+            f"{store.path} (fingerprint {store.fingerprint}) does not share the projection and parameter "
+            f"layout of the decomposition's store (fingerprint {decomposition.manifest['store_fingerprint']})")
+    if store.dim != decomposition.H.shape[1]:
+        raise IncompatibleStoresError(f"store dim {store.dim} differs from the decomposition's {decomposition.H.shape[1]}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise InvalidArgumentError(f"steps must be an integer >= 1, got {steps!r}")
+    torch_dtype = _DTYPES[dtype]
+    h = torch.from_numpy(decomposition.H).to(device=device, dtype=torch_dtype)
+    c = h.shape[0]
+    hht = h @ h.T
+    m_matrix = hht * hht
+    mask = _ok_mask(store, device, torch_dtype)
+    generator = torch.Generator().manual_seed(seed)
+    w = torch.rand(store.num_examples, c, generator=generator, dtype=torch.float64).to(device, torch_dtype)
+    w *= mask[:, None]
+    cache = ChunkCache(store, device=device, dtype=torch_dtype, budget=parse_bytes(memory_budget))
+    from tqdm.auto import tqdm
+
+    for _ in tqdm(range(steps), desc="fit", unit="step", disable=not progress):
+        for shard, g in cache:
+            _, n = coefficient_numerator(g, h)
+            w[shard.start:shard.stop] = coefficient_update(w[shard.start:shard.stop], n, m_matrix)
+    coefficients = w.cpu().numpy()
+    if out is not None:
+        out = Path(out)
+        prepare_output(out, overwrite=overwrite, resume=False)
+        save_array(out / "W.npy", coefficients)
+        from npeff.store import _files
+
+        _files.atomic_write_json(out / "manifest.json", {
+            "format": "npeff-coefficients", "format_version": 1, "decomposition": str(decomposition.path),
+            "store": str(store.path), "store_fingerprint": store.fingerprint, "steps": steps,
+            "num_examples": store.num_examples, "n_components": c,
+            "provenance": dict(new_provenance(command), finalized=now_iso())})
+    return coefficients
+
+
+__all__ = ["DecomposeConfig", "DecompositionError", "chunk_step", "decompose", "fit_coefficients",
+           "load_array", "parse_bytes"]

@@ -1,0 +1,209 @@
+"""NPEFF decomposition against a naive in-memory Algorithm 1, planted recovery, streaming, resume."""
+
+import numpy as np
+import pytest
+import torch
+
+from npeff.errors import IncompatibleStoresError, InvalidArgumentError
+from npeff.ops import DecomposeConfig, decompose, fit_coefficients
+from npeff.ops.decomposition import DecompositionError, parse_bytes
+from npeff.store import create_store, open_decomposition
+
+
+def naive_npeff(g, w, h, *, warmup, joint, lr_warm, lr_joint):
+    """Algorithm 1 written out in float64 on the whole tensor; returns per-step (W, H, loss)."""
+    history = []
+    m, r, n = g.shape
+    for step in range(warmup + joint):
+        b = torch.einsum("ijl,kl->ijk", g, h)
+        hh = h @ h.T
+        if step >= warmup:
+            numerator = (b ** 2).sum(dim=1)
+            denominator = w @ (hh * hh)
+            w = w * numerator / denominator
+        loss = sum(torch.linalg.matrix_norm(g[i].T @ g[i] - (h.T * w[i]) @ h) ** 2 for i in range(m))
+        t1 = 4 * ((w.T @ w) * hh) @ h
+        t2 = -4 * torch.einsum("ji,jki,jkl->il", w, b, g)
+        h = h - (lr_joint if step >= warmup else lr_warm) * (t1 + t2)
+        history.append((w.clone(), h.clone(), float(loss)))
+    return history
+
+
+def make_store(path, g, *, shard=4, status=None):
+    writer = create_store(path, rank=g.shape[1], dim=g.shape[2], projection={"kind": "external"},
+                          shard_examples=shard, chunk_examples=1)
+    writer.append(g.numpy().astype(np.float32), [{"status": s} for s in status] if status else None)
+    return writer.finalize()
+
+
+def random_pefs(m=10, r=3, d=32, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    g = torch.randn(m, r, d, generator=gen, dtype=torch.float64)
+    norms = torch.linalg.matrix_norm(g @ g.transpose(1, 2)) ** 0.5
+    return (g / norms[:, None, None]).float().double()  # unit Frobenius PEFs, exactly float32-representable
+
+
+@pytest.mark.parametrize("budget", [None, 1])
+def test_matches_naive_algorithm_step_by_step(tmp_path, budget):
+    g = random_pefs()
+    store = make_store(tmp_path / "s", g)
+    config = DecomposeConfig(n_components=4, warmup_steps=3, joint_steps=4, warmup_lr=0.05, joint_lr=0.02,
+                             dtype="float64")
+    from npeff.ops.decomposition import _initial_state
+
+    w0, h0 = _initial_state(config, 10, 32, torch.ones(10, dtype=torch.float64))
+    history = naive_npeff(g, w0, h0, warmup=3, joint=4, lr_warm=0.05, lr_joint=0.02)
+    result = decompose(store, config=config, memory_budget=budget)
+    np.testing.assert_allclose(result["losses"], [loss for _, _, loss in history], rtol=1e-10)
+    w_final, h_final, _ = history[-1]
+    norms = h_final.norm(dim=1)
+    np.testing.assert_allclose(result["H"], (h_final / norms[:, None]).numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(result["W"], (w_final * norms ** 2).numpy(), rtol=1e-9, atol=1e-12)
+
+
+def planted(m=120, r=3, d=64, c=4, seed=1):
+    """PEFs G_i stacking sqrt(w_ij) h_j rows over a few active components (rank <= r)."""
+    gen = torch.Generator().manual_seed(seed)
+    h = torch.randn(c, d, generator=gen, dtype=torch.float64)
+    h /= h.norm(dim=1, keepdim=True)
+    w = torch.zeros(m, c, dtype=torch.float64)
+    g = torch.zeros(m, r, d, dtype=torch.float64)
+    for i in range(m):
+        active = torch.randperm(c, generator=gen)[: 1 + i % 2]
+        for row, j in enumerate(active):
+            w[i, j] = 0.5 + torch.rand(1, generator=gen, dtype=torch.float64).item()
+            g[i, row] = w[i, j].sqrt() * h[j]
+    scale = torch.linalg.matrix_norm(g @ g.transpose(1, 2))
+    return g / scale.sqrt()[:, None, None], w / scale[:, None], h
+
+
+def best_cosines(found, truth):
+    found = found / np.linalg.norm(found, axis=1, keepdims=True)
+    truth = truth / np.linalg.norm(truth, axis=1, keepdims=True)
+    return np.abs(truth @ found.T).max(axis=1)
+
+
+def test_planted_components_are_recovered(tmp_path):
+    g, w_true, h_true = planted()
+    store = make_store(tmp_path / "s", g, shard=32)
+    result = decompose(store, 4, warmup_steps=100, joint_steps=1500, warmup_lr=0.02, joint_lr=0.02,
+                       seed=3, dtype="float64")
+    assert best_cosines(result["H"], h_true.numpy()).mean() >= 0.95
+    w_cos = best_cosines(result["W"].T, w_true.numpy().T)
+    assert w_cos.mean() >= 0.95
+    assert result["losses"][-1] < 0.05 * result["losses"][0]
+
+
+def test_w_update_never_increases_the_loss():
+    from npeff.ops.decomposition import chunk_step, pef_self_products
+
+    g = random_pefs(m=12, seed=4)
+    gen = torch.Generator().manual_seed(0)
+    h = torch.randn(5, 32, generator=gen, dtype=torch.float64) * 0.3
+    w = torch.rand(12, 5, generator=gen, dtype=torch.float64)
+    hh = h @ h.T
+    constant = pef_self_products(g)
+    for _ in range(20):
+        _, _, _, before = chunk_step(g, w, h, hh * hh, False, constant)
+        w, _, _, after = chunk_step(g, w, h, hh * hh, True, constant)
+        assert float(after) <= float(before) + 1e-12
+
+
+def test_streaming_with_tiny_budget_equals_in_memory(tmp_path):
+    g = random_pefs(m=23, seed=5)
+    store = make_store(tmp_path / "s", g, shard=5)
+    kwargs = dict(warmup_steps=2, joint_steps=5, warmup_lr=0.05, joint_lr=0.05)
+    resident = decompose(store, 3, **kwargs)
+    streamed = decompose(store, 3, memory_budget="1KB", **kwargs)
+    np.testing.assert_array_equal(streamed["W"], resident["W"])
+    np.testing.assert_array_equal(streamed["H"], resident["H"])
+
+
+def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
+    g = random_pefs(m=15, seed=6)
+    store = make_store(tmp_path / "s", g, shard=4)
+    kwargs = dict(warmup_steps=3, joint_steps=6, warmup_lr=0.05, joint_lr=0.05)
+    reference = decompose(store, 3, out=tmp_path / "ref", **kwargs)
+    import npeff.ops.decomposition as module
+
+    original = module._LocalRunner.iteration
+    calls = {"n": 0}
+
+    def dying(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    monkeypatch.setattr(module._LocalRunner, "iteration", dying)
+    with pytest.raises(KeyboardInterrupt):
+        decompose(store, 3, out=tmp_path / "run", checkpoint_every=2, **kwargs)
+    monkeypatch.setattr(module._LocalRunner, "iteration", original)
+    assert (tmp_path / "run" / "checkpoint" / "state.npz").is_file()
+    resumed = decompose(store, 3, out=tmp_path / "run", resume=True, checkpoint_every=2, **kwargs)
+    np.testing.assert_array_equal(resumed.W, reference.W)
+    np.testing.assert_array_equal(resumed.H, reference.H)
+    np.testing.assert_array_equal(resumed.losses, reference.losses)
+    assert not (tmp_path / "run" / "checkpoint").exists()
+    assert resumed.manifest["store_fingerprint"] == store.fingerprint
+
+
+def test_fit_recovers_coefficients_for_known_h(tmp_path):
+    g, w_true, h_true = planted(m=40, seed=7)
+    store = make_store(tmp_path / "s", g, shard=16)
+    decomposition = decompose(store, 4, out=tmp_path / "d", warmup_steps=1, joint_steps=1, dtype="float64")
+    from npeff.store.decomposition import save_array
+
+    save_array(tmp_path / "d" / "H.npy", h_true.numpy())  # pretend the decomposition found the truth
+    coefficients = fit_coefficients(tmp_path / "d", store, steps=300, dtype="float64", out=tmp_path / "c")
+    np.testing.assert_allclose(coefficients, w_true.numpy(), atol=2e-3)
+    assert np.load(tmp_path / "c" / "W.npy").shape == (40, 4)
+    assert decomposition.H.shape == (4, 64)
+
+
+def test_excluded_examples_have_zero_coefficients(tmp_path):
+    g = random_pefs(m=8, seed=8)
+    store = make_store(tmp_path / "s", g, status=["ok"] * 6 + ["skipped", "non-finite"])
+    result = decompose(store, 2, warmup_steps=1, joint_steps=3, warmup_lr=0.01, joint_lr=0.01)
+    assert not result["W"][6:].any() and result["W"][:6].any()
+
+
+def test_bad_inputs(tmp_path):
+    g = random_pefs(m=4)
+    store = make_store(tmp_path / "s", g)
+    with pytest.raises(InvalidArgumentError, match="number of components must be an integer >= 1"):
+        decompose(store, 0)
+    with pytest.raises(InvalidArgumentError, match="holds no examples"):
+        decompose(create_store(tmp_path / "e", rank=1, dim=32, projection={"kind": "external"}).finalize(), 2)
+    bad = make_store(tmp_path / "nan", g, status=["non-finite"] * 4)
+    with pytest.raises(InvalidArgumentError, match="no example .* has status ok"):
+        decompose(bad, 2)
+    with pytest.raises(InvalidArgumentError, match="memory budget must look like"):
+        decompose(store, 2, memory_budget="lots")
+    assert parse_bytes("2GB") == 2 * 10**9 and parse_bytes("512MiB") == 512 * 2**20
+    with pytest.raises(DecompositionError, match="non-finite at step"):
+        decompose(store, 2, warmup_steps=50, joint_steps=0, warmup_lr=1e6)
+    decompose(store, 2, out=tmp_path / "d", warmup_steps=1, joint_steps=1)
+    other = create_store(tmp_path / "o", rank=3, dim=32, projection={"kind": "ssp-v1", "seed": 1},
+                         shard_examples=4, chunk_examples=1)
+    other.append(g.numpy().astype(np.float32))
+    with pytest.raises(IncompatibleStoresError, match="does not share the projection"):
+        fit_coefficients(tmp_path / "d", other.finalize())
+    with pytest.raises(InvalidArgumentError, match="nothing to resume"):
+        decompose(store, 2, out=tmp_path / "d2", resume=True)
+    from npeff.errors import StoreExistsError
+
+    with pytest.raises(StoreExistsError, match="already exists"):
+        decompose(store, 2, out=tmp_path / "d", warmup_steps=1, joint_steps=1)
+    assert open_decomposition(tmp_path / "d").W.shape == (4, 2)
+
+
+@pytest.mark.slow
+def test_local_cluster_equals_one_process(tmp_path):
+    g = random_pefs(m=14, seed=9)
+    store = make_store(tmp_path / "s", g, shard=4)
+    kwargs = dict(warmup_steps=2, joint_steps=3, warmup_lr=0.05, joint_lr=0.05, dtype="float64")
+    single = decompose(store, 3, **kwargs)
+    distributed = decompose(store, 3, cluster="local:2", **kwargs)
+    np.testing.assert_allclose(distributed["W"], single["W"], rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(distributed["H"], single["H"], rtol=1e-10, atol=1e-13)
