@@ -207,3 +207,29 @@ def test_local_cluster_equals_one_process(tmp_path):
     distributed = decompose(store, 3, cluster="local:2", **kwargs)
     np.testing.assert_allclose(distributed["W"], single["W"], rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(distributed["H"], single["H"], rtol=1e-10, atol=1e-13)
+
+
+def test_cli_decompose_and_fit(tmp_path):
+    from click.testing import CliRunner
+
+    from npeff.cli.main import cli
+
+    g, _, _ = planted(m=24, seed=10)
+    make_store(tmp_path / "s", g, shard=8)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["decompose", str(tmp_path / "s"), "--out", str(tmp_path / "d"), "-C", "4",
+                                 "--warmup-steps", "5", "--joint-steps", "20", "--warmup-lr", "0.01",
+                                 "--joint-lr", "0.01", "--memory-budget", "4KB", "--checkpoint-every", "10"])
+    assert result.exit_code == 0, result.output
+    assert "decomposed 24 examples into 4 components" in result.output
+    decomposition = open_decomposition(tmp_path / "d")
+    assert decomposition.W.shape == (24, 4) and decomposition.losses.shape == (25,)
+    assert decomposition.manifest["provenance"]["command"].startswith("npeff decompose")
+    np.testing.assert_allclose(np.linalg.norm(decomposition.H, axis=1), 1.0, rtol=1e-5)
+    fitted = runner.invoke(cli, ["fit", str(tmp_path / "d"), str(tmp_path / "s"), "--out", str(tmp_path / "c"),
+                                 "--steps", "5"])
+    assert fitted.exit_code == 0 and "fitted coefficients [24, 4]" in fitted.output
+    bad = runner.invoke(cli, ["decompose", str(tmp_path / "s"), "--out", str(tmp_path / "x"), "-C", "0"])
+    assert bad.exit_code == 1 and bad.output.startswith("Error: the number of components")
+    missing = runner.invoke(cli, ["fit", str(tmp_path / "nope"), str(tmp_path / "s"), "--out", str(tmp_path / "y")])
+    assert missing.exit_code == 1 and "no decomposition at" in missing.output
