@@ -508,6 +508,15 @@ class PefStoreWriter:
         self._committed = pending.stop
         self._pending = None
 
+    def abort(self) -> None:
+        """Wait for a shard write in flight without committing it (before deleting the store)."""
+        if self._pending is not None:
+            try:
+                self._pending.write.result()
+            except Exception:  # the store is being thrown away
+                pass
+            self._pending = None
+
     def finalize(self) -> PefStore:
         """Commit the last (partial) shard and write the finalized manifest; returns a reader."""
         if self._finalized:

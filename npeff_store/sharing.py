@@ -253,6 +253,7 @@ def merge_stores(out: str | os.PathLike, inputs: Iterable[str | os.PathLike], *,
             writer.append(data, rows)
         return writer.finalize()
     except BaseException:
+        writer.abort()
         shutil.rmtree(out, ignore_errors=True)  # a failed merge leaves no half-written store
         raise
 

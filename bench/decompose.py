@@ -1,0 +1,191 @@
+"""Benchmark of the streaming NPEFF decomposition.
+
+Parts (all CPU here; add --device cuda on a GPU machine):
+
+* ``inmemory``: m=20000, r=4, d=4096, C=128, every chunk resident; time per iteration against a
+  naive two-pass in-memory torch implementation (pass 1: B and the W update; pass 2: B again and
+  the H step), side by side on the same data.
+* ``linear``: time per iteration at m, 2m, 4m (in memory).
+* ``outofcore``: a store 4x the memory budget; peak RSS (fresh process) and time per iteration,
+  against reading the store's bytes once and against the all-resident compute time.
+* ``cluster``: ``--cluster local:2`` against one process on the same cores.
+
+Time per iteration = (time of a run of 1 + k steps - time of a run of 1 step) / k, so that start-up
+(first reads, process start) is excluded.
+
+Usage:
+    python bench/decompose.py                    # all parts
+    python bench/decompose.py --parts inmemory linear
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def make_store(path, m, r, d, seed=0, shard_examples=None):
+    from npeff.store import create_store
+
+    gen = np.random.default_rng(seed)
+    writer = create_store(path, rank=r, dim=d, projection={"kind": "external"}, overwrite=True,
+                          shard_examples=shard_examples)
+    step = 1024
+    for start in range(0, m, step):
+        g = gen.standard_normal((min(step, m - start), r, d), dtype=np.float32)
+        g /= np.sqrt(np.linalg.norm(g @ g.transpose(0, 2, 1), axis=(1, 2)))[:, None, None]
+        writer.append(g)
+    return writer.finalize()
+
+
+def per_iteration(run, steps):
+    start = time.perf_counter()
+    run(1)
+    one = time.perf_counter() - start
+    start = time.perf_counter()
+    run(1 + steps)
+    many = time.perf_counter() - start
+    return (many - one) / steps
+
+
+def npeff_run(store, c, steps, **kwargs):
+    from npeff.ops import decompose
+
+    decompose(store, c, warmup_steps=0, joint_steps=steps, joint_lr=1e-4, **kwargs)
+
+
+def naive_iteration(g, w, h, lr=1e-4):
+    """Two passes over the in-memory G: W update, then H step (B computed again)."""
+    m, r, d = g.shape
+    flat = g.reshape(m * r, d)
+    hh = h @ h.T
+    b = (flat @ h.T).reshape(m, r, -1)                       # pass 1
+    n = (b * b).sum(1)
+    w = w * n / (w @ (hh * hh))
+    b = (flat @ h.T).reshape(m, r, -1)                       # pass 2
+    t2 = -4 * ((w[:, None, :] * b).reshape(m * r, -1).T @ flat)
+    t1 = 4 * ((w.T @ w) * hh) @ h
+    return w, h - lr * (t1 + t2)
+
+
+def inmemory(tmp, args):
+    m, r, d, c = args.m, 4, 4096, 128
+    store = make_store(tmp / "inmem", m, r, d)
+    g = torch.from_numpy(store.read())
+    gen = torch.Generator().manual_seed(0)
+    w = torch.rand(m, c, generator=gen)
+    h = torch.randn(c, d, generator=gen) * (2 / (c * d)) ** 0.5
+
+    def naive(k):
+        nonlocal w, h
+        for _ in range(k):
+            w, h = naive_iteration(g, w, h)
+
+    t_naive = per_iteration(naive, args.steps)
+    t_npeff = per_iteration(lambda k: npeff_run(store, c, k), args.steps)
+    return {"m": m, "r": r, "d": d, "C": c, "npeff_s_per_iter": t_npeff, "naive_s_per_iter": t_naive,
+            "ratio": t_npeff / t_naive}
+
+
+def linear(tmp, args):
+    r, d, c = 4, 1024, 64
+    rows = []
+    for factor in (1, 2, 4):
+        m = args.linear_m * factor
+        store = make_store(tmp / f"lin{factor}", m, r, d, seed=factor)
+        t = per_iteration(lambda k: npeff_run(store, c, k), args.steps)
+        rows.append({"m": m, "s_per_iter": t, "s_per_iter_per_m": t / m})
+    base = rows[0]["s_per_iter_per_m"]
+    for row in rows:
+        row["relative_cost_per_example"] = row["s_per_iter_per_m"] / base
+    return rows
+
+
+CHILD = """
+import resource, time, json, sys
+sys.path.insert(0, {bench!r})
+from decompose import npeff_run, per_iteration
+from npeff.store import open_store
+store = open_store({path!r})
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t = per_iteration(lambda k: npeff_run(store, {c}, k, memory_budget={budget}), {steps})
+print(json.dumps({{"s_per_iter": t, "rss_before_MB": base / 1024,
+                  "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def child(code):
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(out.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def outofcore(tmp, args):
+    r, d, c = 4, 4096, 64
+    per_example = r * d * 4
+    m = int(args.ooc_gb * 1e9) // per_example
+    store = make_store(tmp / "ooc", m, r, d, shard_examples=2048)
+    budget = int(args.ooc_gb * 1e9 / 4)
+    bench = os.path.dirname(os.path.abspath(__file__))
+    streamed = child(CHILD.format(bench=bench, path=str(store.path), c=c, budget=budget, steps=args.steps))
+    resident = child(CHILD.format(bench=bench, path=str(store.path), c=c, budget=None, steps=args.steps))
+    from bench_store_helpers import drop_cache, files_below  # noqa: F401  (same helpers as bench/store.py)
+
+    drop_cache(files_below(store.path))
+    start = time.perf_counter()
+    for _chunk in store.iter_chunks():
+        pass
+    read = time.perf_counter() - start
+    bound = max(read, resident["s_per_iter"])
+    return {"store_GB": m * per_example / 1e9, "budget_GB": budget / 1e9, "m": m, "C": c,
+            "streamed": streamed, "resident": resident, "read_store_s": read,
+            "streamed_over_bound": streamed["s_per_iter"] / bound,
+            "peak_rss_over_budget_GB": streamed["peak_rss_MB"] / 1024 - budget / 2**30}
+
+
+def cluster(tmp, args):
+    store = make_store(tmp / "cluster", 8192, 4, 2048, shard_examples=1024)
+    single = per_iteration(lambda k: npeff_run(store, 64, k), args.steps)
+    spread = per_iteration(lambda k: npeff_run(store, 64, k, cluster="local:2"), args.steps)
+    return {"m": 8192, "one_process_s_per_iter": single, "local2_s_per_iter": spread, "ratio": spread / single}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--parts", nargs="+", default=["inmemory", "linear", "outofcore", "cluster"])
+    parser.add_argument("--m", type=int, default=20000)
+    parser.add_argument("--linear-m", type=int, default=4096)
+    parser.add_argument("--ooc-gb", type=float, default=2.0, help="out-of-core store size (budget = 1/4)")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--dir", default="bench/results/decompose-bench")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    tmp = Path(args.dir)
+    tmp.mkdir(parents=True, exist_ok=True)
+    results = {"machine": f"{platform.machine()}, {os.cpu_count()} cpus, torch threads {torch.get_num_threads()}"}
+    try:
+        for part in args.parts:
+            results[part] = globals()[part](tmp, args)
+            print(json.dumps({part: results[part]}, indent=1), flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
