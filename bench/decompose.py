@@ -10,8 +10,8 @@ Parts (all CPU here; add --device cuda on a GPU machine):
   against reading the store's bytes once and against the all-resident compute time.
 * ``cluster``: ``--cluster local:2`` against one process on the same cores.
 
-Time per iteration = (time of a run of 1 + k steps - time of a run of 1 step) / k, so that start-up
-(first reads, process start) is excluded.
+Time per iteration: npeff's own per-step timings (median of the steps after the first, which also
+loads the resident chunks); the naive implementation's median over the same number of steps.
 
 Usage:
     python bench/decompose.py                    # all parts
@@ -51,19 +51,15 @@ def make_store(path, m, r, d, seed=0, shard_examples=None):
 
 
 def per_iteration(run, steps):
-    start = time.perf_counter()
-    run(1)
-    one = time.perf_counter() - start
-    start = time.perf_counter()
-    run(1 + steps)
-    many = time.perf_counter() - start
-    return (many - one) / steps
+    """Median seconds per step after the first; ``run(k)`` returns per-step seconds or None."""
+    times = run(steps + 1)
+    return float(np.median(times[1:]))
 
 
 def npeff_run(store, c, steps, **kwargs):
     from npeff.ops import decompose
 
-    decompose(store, c, warmup_steps=0, joint_steps=steps, joint_lr=1e-4, **kwargs)
+    return decompose(store, c, warmup_steps=0, joint_steps=steps, joint_lr=1e-4, **kwargs)["step_seconds"]
 
 
 def naive_iteration(g, w, h, lr=1e-4):
@@ -90,8 +86,12 @@ def inmemory(tmp, args):
 
     def naive(k):
         nonlocal w, h
+        times = []
         for _ in range(k):
+            began = time.perf_counter()
             w, h = naive_iteration(g, w, h)
+            times.append(time.perf_counter() - began)
+        return times
 
     t_naive = per_iteration(naive, args.steps)
     t_npeff = per_iteration(lambda k: npeff_run(store, c, k), args.steps)
@@ -100,7 +100,7 @@ def inmemory(tmp, args):
 
 
 def linear(tmp, args):
-    r, d, c = 4, 1024, 64
+    r, d, c = 4, 2048, 128
     rows = []
     for factor in (1, 2, 4):
         m = args.linear_m * factor
@@ -114,16 +114,24 @@ def linear(tmp, args):
 
 
 CHILD = """
-import resource, time, json, sys
+import json, sys
 sys.path.insert(0, {bench!r})
-from decompose import npeff_run, per_iteration
+from decompose import npeff_run, per_iteration, peak_rss_mb
 from npeff.store import open_store
 store = open_store({path!r})
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = peak_rss_mb()
 t = per_iteration(lambda k: npeff_run(store, {c}, k, memory_budget={budget}), {steps})
-print(json.dumps({{"s_per_iter": t, "rss_before_MB": base / 1024,
-                  "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+print(json.dumps({{"s_per_iter": t, "rss_before_MB": base, "peak_rss_MB": peak_rss_mb()}}))
 """
+
+
+def peak_rss_mb():
+    """This process's peak resident set (VmHWM; unlike ru_maxrss it does not inherit the parent's)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def child(code):
@@ -153,21 +161,23 @@ def outofcore(tmp, args):
     return {"store_GB": m * per_example / 1e9, "budget_GB": budget / 1e9, "m": m, "C": c,
             "streamed": streamed, "resident": resident, "read_store_s": read,
             "streamed_over_bound": streamed["s_per_iter"] / bound,
-            "peak_rss_over_budget_GB": streamed["peak_rss_MB"] / 1024 - budget / 2**30}
+            "peak_rss_above_budget_GB": streamed["peak_rss_MB"] * 2**20 / 1e9 - budget / 1e9}
 
 
 def cluster(tmp, args):
-    store = make_store(tmp / "cluster", 8192, 4, 2048, shard_examples=1024)
-    single = per_iteration(lambda k: npeff_run(store, 64, k), args.steps)
-    spread = per_iteration(lambda k: npeff_run(store, 64, k, cluster="local:2"), args.steps)
-    return {"m": 8192, "one_process_s_per_iter": single, "local2_s_per_iter": spread, "ratio": spread / single}
+    m = 32768
+    store = make_store(tmp / "cluster", m, 4, 2048, shard_examples=4096)
+    single = per_iteration(lambda k: npeff_run(store, 128, k), args.steps)
+    spread = per_iteration(lambda k: npeff_run(store, 128, k, cluster="local:2"), args.steps)
+    return {"m": m, "r": 4, "d": 2048, "C": 128, "one_process_s_per_iter": single,
+            "local2_s_per_iter": spread, "ratio": spread / single}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--parts", nargs="+", default=["inmemory", "linear", "outofcore", "cluster"])
     parser.add_argument("--m", type=int, default=20000)
-    parser.add_argument("--linear-m", type=int, default=4096)
+    parser.add_argument("--linear-m", type=int, default=8192)
     parser.add_argument("--ooc-gb", type=float, default=2.0, help="out-of-core store size (budget = 1/4)")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--dir", default="bench/results/decompose-bench")

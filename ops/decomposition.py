@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -145,13 +146,20 @@ def pef_self_products(g: torch.Tensor) -> torch.Tensor:
 class ChunkCache:
     """The store's shards as compute tensors: resident while within ``budget`` bytes, else re-read."""
 
-    def __init__(self, store: PefStore, *, device: str, dtype: torch.dtype, budget: int | None):
+    def __init__(self, store: PefStore, *, device: str, dtype: torch.dtype, budget: int | None,
+                 n_components: int = 0):
         self.store, self.device, self.dtype = store, device, dtype
         per_value = torch.empty((), dtype=dtype).element_size()
         self.resident: dict[int, torch.Tensor] = {}
+        sizes = [s.num_examples * store.rank * store.dim * per_value for s in store.shards]
+        if budget is not None:
+            # the budget also covers W and, when anything streams, the chunks in flight: the one
+            # computed on and the one read ahead, each also held once by the reader while decoding
+            budget -= 3 * store.num_examples * n_components * per_value  # W, its update, N
+            if sum(sizes) > budget:
+                budget -= 4 * max(sizes, default=0)
         used = 0
-        for shard in store.shards:
-            size = shard.num_examples * store.rank * store.dim * per_value
+        for shard, size in zip(store.shards, sizes):
             if budget is None or used + size <= budget:
                 used += size
                 self.resident[shard.index] = None  # filled on first read
@@ -266,14 +274,16 @@ def decompose(
             raise InvalidArgumentError(f"nothing to resume: {out_path} has no checkpoint")
         w0, h0, start, losses = _load_checkpoint(checkpoint, config, store)
 
-    runner = _DistributedRunner(store, cluster, dtype) if cluster else _LocalRunner(store, device, dtype, budget)
+    runner = _DistributedRunner(store, cluster, dtype) if cluster else _LocalRunner(store, device, dtype, budget, config.n_components)
     try:
         w, h = runner.start(w0, h0, mask)
         from tqdm.auto import tqdm
 
         bar = tqdm(total=config.total_steps, initial=start, desc="decompose", unit="step", disable=not progress,
                    dynamic_ncols=True)
+        step_seconds = []
         for step in range(start, config.total_steps):
+            began = time.perf_counter()
             joint = step >= config.warmup_steps
             lr = config.joint_lr if joint else config.warmup_lr
             hht = h @ h.T
@@ -289,6 +299,7 @@ def decompose(
             t1 = 4.0 * (wtw * hht) @ h
             h = h - lr * (t1 + t2)
             losses.append(loss_value)
+            step_seconds.append(time.perf_counter() - began)
             bar.set_postfix(loss=f"{loss_value:.5g}", refresh=False)
             bar.update(1)
             if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < config.total_steps:
@@ -301,7 +312,8 @@ def decompose(
     safe = torch.where(norms > 0, norms, torch.ones_like(norms))
     h = h / safe[:, None]
     w = w * (safe ** 2)[None, :].to(w)
-    result = {"W": w.cpu().numpy(), "H": h.cpu().numpy(), "losses": np.asarray(losses)}
+    result = {"W": w.cpu().numpy(), "H": h.cpu().numpy(), "losses": np.asarray(losses),
+              "step_seconds": np.asarray(step_seconds)}
     if out_path is None:
         return result
     manifest = {
@@ -309,6 +321,7 @@ def decompose(
         "num_examples": store.num_examples, "dim": store.dim, "store": str(store.path),
         "store_fingerprint": store.fingerprint, "memory_budget": budget, "cluster": cluster,
         "device": device, "final_loss": losses[-1] if losses else None,
+        "median_step_seconds": float(np.median(step_seconds)) if step_seconds else None,
         "provenance": dict(new_provenance(command), finalized=now_iso()),
     }
     write_decomposition(out_path, W=result["W"], H=result["H"], losses=result["losses"], manifest=manifest)
@@ -337,9 +350,9 @@ def _load_checkpoint(path: Path, config: DecomposeConfig, store: PefStore):
 
 
 class _LocalRunner:
-    def __init__(self, store, device, dtype, budget):
+    def __init__(self, store, device, dtype, budget, n_components):
         self.store, self.device, self.dtype = store, device, dtype
-        self.cache = ChunkCache(store, device=device, dtype=dtype, budget=budget)
+        self.cache = ChunkCache(store, device=device, dtype=dtype, budget=budget, n_components=n_components)
 
     def start(self, w0, h0, mask):
         self.mask = mask
@@ -413,10 +426,17 @@ class _DistributedRunner:
     def start(self, w0, h0, mask):
         client = self.client
         shards = self.store.shards
-        self.g = [client.submit(_load_chunk, str(self.store.path), s.start, s.stop, self.name, pure=False)
-                  for s in shards]
-        self.masks = [client.scatter(mask[s.start:s.stop].cpu(), direct=True) for s in shards]
-        self.w = [client.scatter(w0[s.start:s.stop].to(self.dtype), direct=True) for s in shards]
+        workers = sorted(client.scheduler_info()["workers"])
+        if not workers:
+            raise InvalidArgumentError("the dask cluster has no workers")
+        # chunk i lives on worker i mod N for the whole run: its G, W and mask never move
+        self.homes = [[workers[i % len(workers)]] for i in range(len(shards))]
+        self.g = [client.submit(_load_chunk, str(self.store.path), s.start, s.stop, self.name, pure=False,
+                                workers=home, allow_other_workers=False) for s, home in zip(shards, self.homes)]
+        self.masks = [client.scatter(mask[s.start:s.stop].cpu(), workers=home, direct=True)
+                      for s, home in zip(shards, self.homes)]
+        self.w = [client.scatter(w0[s.start:s.stop].to(self.dtype), workers=home, direct=True)
+                  for s, home in zip(shards, self.homes)]
         return None, h0.to(self.dtype)
 
     def iteration(self, h, m_matrix, joint):
@@ -424,10 +444,12 @@ class _DistributedRunner:
 
         client = self.client
         [h_remote, m_remote] = client.scatter([h, m_matrix], broadcast=True)
-        results = [client.submit(_remote_step, g, w, h_remote, m_remote, joint, mask, pure=False)
-                   for g, w, mask in zip(self.g, self.w, self.masks)]
-        self.w = [client.submit(operator.getitem, r, 0) for r in results]
-        partials = client.gather([client.submit(operator.getitem, r, 1) for r in results])
+        results = [client.submit(_remote_step, g, w, h_remote, m_remote, joint, mask, pure=False,
+                                 workers=home, allow_other_workers=False)
+                   for g, w, mask, home in zip(self.g, self.w, self.masks, self.homes)]
+        self.w = [client.submit(operator.getitem, r, 0, workers=home) for r, home in zip(results, self.homes)]
+        partials = client.gather([client.submit(operator.getitem, r, 1, workers=home)
+                                  for r, home in zip(results, self.homes)])
         t2 = sum(p[0] for p in partials)
         wtw = sum(p[1] for p in partials)
         loss = sum(p[2].double() for p in partials)
@@ -475,7 +497,7 @@ def fit_coefficients(decomposition: Decomposition | str | Path, store: PefStore 
     generator = torch.Generator().manual_seed(seed)
     w = torch.rand(store.num_examples, c, generator=generator, dtype=torch.float64).to(device, torch_dtype)
     w *= mask[:, None]
-    cache = ChunkCache(store, device=device, dtype=torch_dtype, budget=parse_bytes(memory_budget))
+    cache = ChunkCache(store, device=device, dtype=torch_dtype, budget=parse_bytes(memory_budget), n_components=c)
     from tqdm.auto import tqdm
 
     for _ in tqdm(range(steps), desc="fit", unit="step", disable=not progress):
