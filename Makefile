@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/store.py
 	NUMBA_CACHE_DIR=$(CURDIR)/$(VENV)/numba-cache $(BIN)/python bench/build.py
 	NUMBA_CACHE_DIR=$(CURDIR)/$(VENV)/numba-cache $(BIN)/python bench/build.py --memory
+	$(BIN)/python bench/decompose.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
