@@ -143,21 +143,30 @@ def pef_self_products(g: torch.Tensor) -> torch.Tensor:
 # Local scheduler: resident chunks within the budget, the rest streamed with read-ahead
 
 
+#: streamed shards are read in pieces of at most this many bytes (whole inner chunks)
+STREAM_PIECE_BYTES = 32 << 20
+
+
 class ChunkCache:
-    """The store's shards as compute tensors: resident while within ``budget`` bytes, else re-read."""
+    """The store as compute tensors: shards stay resident while within ``budget`` bytes; the others
+    are re-read every pass, in pieces of at most :data:`STREAM_PIECE_BYTES`, the next piece read
+    ahead. Iterating yields ``(start, stop, g)`` with ``g`` ``[stop - start, r, d]``."""
 
     def __init__(self, store: PefStore, *, device: str, dtype: torch.dtype, budget: int | None,
                  n_components: int = 0):
         self.store, self.device, self.dtype = store, device, dtype
         per_value = torch.empty((), dtype=dtype).element_size()
-        self.resident: dict[int, torch.Tensor] = {}
-        sizes = [s.num_examples * store.rank * store.dim * per_value for s in store.shards]
+        per_example = store.rank * store.dim * per_value
+        chunk = store.config.chunk_examples
+        self.piece_examples = max(chunk, STREAM_PIECE_BYTES // per_example // chunk * chunk)
+        sizes = [s.num_examples * per_example for s in store.shards]
         if budget is not None:
-            # the budget also covers W and, when anything streams, the chunks in flight: the one
-            # computed on and the one read ahead, each also held once by the reader while decoding
-            budget -= 3 * store.num_examples * n_components * per_value  # W, its update, N
+            # the budget also covers W (with its update temporaries) and, when anything streams,
+            # the pieces in flight: the one computed on, the one read ahead and the reader's copy
+            budget -= 3 * store.num_examples * n_components * per_value
             if sum(sizes) > budget:
-                budget -= 4 * max(sizes, default=0)
+                budget -= 3 * min(self.piece_examples, max(s.num_examples for s in store.shards)) * per_example
+        self.resident: dict[int, torch.Tensor | None] = {}
         used = 0
         for shard, size in zip(store.shards, sizes):
             if budget is None or used + size <= budget:
@@ -169,30 +178,38 @@ class ChunkCache:
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array).to(device=self.device, dtype=self.dtype)
 
+    def _pieces(self):
+        """``(shard, start, stop, resident)`` in store order."""
+        for shard in self.store.shards:
+            if shard.index in self.resident:
+                yield shard, shard.start, shard.stop, True
+            else:
+                for start in range(shard.start, shard.stop, self.piece_examples):
+                    yield shard, start, min(start + self.piece_examples, shard.stop), False
+
     def __iter__(self):
-        shards = self.store.shards
-        streamed = [s for s in shards if s.index not in self.resident or self.resident[s.index] is None]
+        to_read = [p for p in self._pieces() if not p[3] or self.resident[p[0].index] is None]
         pending = {}
 
         def submit(position):
-            if position < len(streamed):
-                shard = streamed[position]
-                pending[shard.index] = self.store._submit_read(shard.start, shard.stop)
+            if position < len(to_read):
+                _, start, stop, _ = to_read[position]
+                pending[start] = self.store._submit_read(start, stop)
 
         submit(0)
         position = 0
-        for shard in shards:
-            cached = self.resident.get(shard.index)
+        for shard, start, stop, resident in self._pieces():
+            cached = self.resident.get(shard.index) if resident else None
             if cached is not None:
-                yield shard, cached
+                yield start, stop, cached
                 continue
-            future = pending.pop(shard.index)
+            future = pending.pop(start)
             position += 1
-            submit(position)  # read the next streamed shard while this one is computed on
-            g = self._tensor(self.store._finish_read(future, shard.start, shard.stop))
-            if shard.index in self.resident:
+            submit(position)  # read the next piece while this one is computed on
+            g = self._tensor(self.store._finish_read(future, start, stop))
+            if resident:
                 self.resident[shard.index] = g
-            yield shard, g
+            yield start, stop, g
 
 
 def _ok_mask(store: PefStore, device, dtype) -> torch.Tensor:
@@ -356,7 +373,7 @@ class _LocalRunner:
 
     def start(self, w0, h0, mask):
         self.mask = mask
-        self.w = {s.index: w0[s.start:s.stop].to(self.device, self.dtype) for s in self.store.shards}
+        self.w = w0.to(self.device, self.dtype)
         return None, h0.to(self.device, self.dtype)
 
     def iteration(self, h, m_matrix, joint):
@@ -364,21 +381,20 @@ class _LocalRunner:
         t2 = torch.zeros(c, d, dtype=self.dtype, device=self.device)
         wtw = torch.zeros(c, c, dtype=self.dtype, device=self.device)
         loss = torch.zeros((), dtype=torch.float64, device=self.device)
-        for shard, g in self.cache:
-            if shard.index not in self.cache.constants:
-                self.cache.constants[shard.index] = pef_self_products(g)
-            w, t2_c, wtw_c, loss_c = chunk_step(g, self.w[shard.index], h, m_matrix, joint,
-                                                self.cache.constants[shard.index])
+        for start, stop, g in self.cache:
+            if start not in self.cache.constants:
+                self.cache.constants[start] = pef_self_products(g)
+            w, t2_c, wtw_c, loss_c = chunk_step(g, self.w[start:stop], h, m_matrix, joint,
+                                                self.cache.constants[start])
             if joint:
-                w = w * self.mask[shard.start:shard.stop, None]
-            self.w[shard.index] = w
+                self.w[start:stop] = w * self.mask[start:stop, None]
             t2 += t2_c
             wtw += wtw_c
             loss += loss_c
         return t2, wtw, loss
 
     def gather_w(self):
-        return torch.cat([self.w[s.index] for s in self.store.shards])
+        return self.w.clone()
 
     def close(self):
         pass
@@ -501,9 +517,9 @@ def fit_coefficients(decomposition: Decomposition | str | Path, store: PefStore 
     from tqdm.auto import tqdm
 
     for _ in tqdm(range(steps), desc="fit", unit="step", disable=not progress):
-        for shard, g in cache:
+        for start, stop, g in cache:
             _, n = coefficient_numerator(g, h)
-            w[shard.start:shard.stop] = coefficient_update(w[shard.start:shard.stop], n, m_matrix)
+            w[start:stop] = coefficient_update(w[start:stop], n, m_matrix)
     coefficients = w.cpu().numpy()
     if out is not None:
         out = Path(out)

@@ -233,3 +233,19 @@ def test_cli_decompose_and_fit(tmp_path):
     assert bad.exit_code == 1 and bad.output.startswith("Error: the number of components")
     missing = runner.invoke(cli, ["fit", str(tmp_path / "nope"), str(tmp_path / "s"), "--out", str(tmp_path / "y")])
     assert missing.exit_code == 1 and "no decomposition at" in missing.output
+
+
+def test_streamed_shards_are_read_in_pieces(tmp_path, monkeypatch):
+    """Shards larger than a streaming piece are computed piece by piece; results agree."""
+    import npeff.ops.decomposition as module
+
+    g = random_pefs(m=20, seed=11)
+    store = make_store(tmp_path / "s", g, shard=10)
+    kwargs = dict(warmup_steps=2, joint_steps=4, warmup_lr=0.05, joint_lr=0.05, dtype="float64")
+    resident = decompose(store, 3, **kwargs)
+    monkeypatch.setattr(module, "STREAM_PIECE_BYTES", 3 * 32 * 8)  # 1 example per piece
+    cache = module.ChunkCache(store, device="cpu", dtype=torch.float64, budget=1, n_components=3)
+    assert [(a, b) for a, b, _ in cache][:3] == [(0, 1), (1, 2), (2, 3)]
+    streamed = decompose(store, 3, memory_budget=1, **kwargs)
+    np.testing.assert_allclose(streamed["W"], resident["W"], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(streamed["H"], resident["H"], rtol=1e-12, atol=1e-15)
