@@ -401,13 +401,15 @@ class _LocalRunner:
 
 
 def _load_chunk(path: str, start: int, stop: int, dtype: str):
+    """A chunk of G on a worker, with its constant loss term (computed once)."""
     torch.set_num_threads(1)
     store = open_store(path)
-    return torch.from_numpy(store.read(start, stop)).to(_DTYPES[dtype])
+    g = torch.from_numpy(store.read(start, stop)).to(_DTYPES[dtype])
+    return g, pef_self_products(g)
 
 
-def _remote_step(g, w, h, m_matrix, joint, mask):
-    constant = pef_self_products(g)
+def _remote_step(chunk, w, h, m_matrix, joint, mask):
+    g, constant = chunk
     w, t2, wtw, loss = chunk_step(g, w, h, m_matrix, joint, constant)
     if joint:
         w = w * mask[:, None]
@@ -432,6 +434,7 @@ class _DistributedRunner:
             self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                          dashboard_address=None)
             self.client = Client(self._cluster)
+            self.client.wait_for_workers(workers, timeout=120)
         else:
             try:
                 self.client = Client(cluster, timeout="20s")
@@ -442,6 +445,7 @@ class _DistributedRunner:
     def start(self, w0, h0, mask):
         client = self.client
         shards = self.store.shards
+        client.wait_for_workers(1, timeout=120)
         workers = sorted(client.scheduler_info()["workers"])
         if not workers:
             raise InvalidArgumentError("the dask cluster has no workers")
