@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -81,7 +80,8 @@ def npeff_rows(net, tok, data, pef, dim, batch_size):
     spec = {"kind": "ssp-v1", "seed": 0}
     out = []
     for start in range(0, len(data), batch_size):
-        g, _ = build_module._batch_pefs(data[start:start + batch_size], t, formulation, included, layout,
+        batch = data[start:start + batch_size]
+        g, _ = build_module._batch_pefs(batch, [t.render(e) for e in batch], formulation, included, layout,
                                         pef, eps, pef.rows(formulation.num_classes), spec, dim, "cpu",
                                         torch.float32, build_module.MEMORY_BUDGET)
         out.append(finish_pefs(g, pef)[0])

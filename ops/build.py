@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -203,25 +203,26 @@ def build_store(
     for batch_start in range(first, stop, batch_size):
         indices = list(range(batch_start, min(batch_start + batch_size, stop)))
         batch = [examples[i] for i in indices]
-        g, log_probs = _batch_pefs(batch, task, formulation, included, layout, pef, eps, rows,
+        texts = [task.render(e) for e in batch] if task is not None else None
+        g, log_probs = _batch_pefs(batch, texts, formulation, included, layout, pef, eps, rows,
                                    projection_spec, dim, backend, parameter_dtype, memory_budget)
         g, norms = finish_pefs(g, pef)
-        writer.append(g.detach().to("cpu", torch.float32), _records(batch, indices, task, log_probs, norms))
+        writer.append(g.detach().to("cpu", torch.float32), _records(batch, texts, indices, task, log_probs, norms))
         bar.update(len(indices))
     bar.close()
     return writer.finalize()
 
 
-def _batch_pefs(batch, task, formulation, included, layout, pef, eps, rows, projection_spec, dim,
+def _batch_pefs(batch, texts, formulation, included, layout, pef, eps, rows, projection_spec, dim,
                 backend, dtype, memory_budget):
     """Projected PEF rows ``[B, rows, dim]`` of one batch, and its class log-probabilities."""
     count = len(batch)
     with ActivationRecorder(included) as recorder:
-        if task is None:
+        if texts is None:
             inputs = torch.stack([torch.as_tensor(np.asarray(e["input"])) for e in batch]).to(dtype)
             log_probs, owner = formulation.log_probs(inputs)
         else:
-            log_probs, owner = formulation.log_probs([task.render(e) for e in batch])
+            log_probs, owner = formulation.log_probs(texts)
     objectives = objective_rows(log_probs, pef, eps)
     device = log_probs.device
     unprojected = projection_spec["kind"] == "none"
@@ -244,14 +245,14 @@ def _batch_pefs(batch, task, formulation, included, layout, pef, eps, rows, proj
     return out, log_probs.detach()
 
 
-def _records(batch, indices, task, log_probs, norms) -> list[dict]:
+def _records(batch, texts, indices, task, log_probs, norms) -> list[dict]:
     probs = log_probs.exp().to("cpu", torch.float64)
     keep_probs = probs.shape[1] <= MAX_STORED_PROBS
     records = []
     for i, (example, index) in enumerate(zip(batch, indices)):
         records.append({
             "source_id": str(example.get("id", index)) if isinstance(example, dict) else str(index),
-            "text": task.render(example) if task is not None else None,
+            "text": texts[i] if texts is not None else None,
             "label": (task.gold_label(example) if task is not None
                       else (int(example["label"]) if example.get("label") is not None else None)),
             "prediction": int(probs[i].argmax()),
@@ -295,7 +296,7 @@ def load_examples(data: str, *, config: str | None = None, split: str = "train")
             if path.suffix not in builders:
                 raise InvalidArgumentError(f"data file {path} must be .jsonl, .json, .csv or .parquet")
             return datasets.load_dataset(builders[path.suffix], data_files=str(path), split="train")
-        if path.suffix in builders or "/" in data and path.parent.exists():
+        if path.suffix in builders or ("/" in data and path.parent.exists()):
             raise InvalidArgumentError(f"data file {path} does not exist")
         return datasets.load_dataset(data, config, split=split)
     except InvalidArgumentError:

@@ -12,6 +12,8 @@ if os.environ.get("NPEFF_REAL_CUDA") != "1":
 
 import pytest  # noqa: E402
 
+pytest_plugins = ["tests.fixtures"]  # the tiny-model fixtures, for tests/ops and tests/cli
+
 
 def pytest_collection_modifyitems(config, items):
     from npeff.cuda_ops import cuda_available

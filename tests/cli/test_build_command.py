@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from npeff.cli.main import cli
 from npeff.store import open_store
-from tests.ops.conftest import REVIEWS, tiny_models  # noqa: F401  (session fixture)
+from tests.fixtures import REVIEWS
 
 TASK = """formulation: label-tokens
 template: "review : {text} sentiment :"
@@ -87,7 +87,7 @@ def test_bad_inputs_give_one_line_and_no_store(files, tiny_models, args, message
     vit = files / "vit"
     ViTModel(ViTConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8,
                        image_size=8, patch_size=4)).save_pretrained(vit)
-    from tests.ops.conftest import tiny_tokenizer
+    from tests.fixtures import tiny_tokenizer
 
     tiny_tokenizer().save_pretrained(vit)
     values = {"missing_model": files / "no-model", "dir": files, "gpt2": tiny_models["gpt2"], "vit": vit}

@@ -10,7 +10,7 @@ from npeff.ops import PefSpec, TaskSpec, build_store
 from npeff.ops.build import example_range, load_model_and_tokenizer
 from npeff.ops.tasks import TaskError
 from npeff.store import open_store
-from tests.ops.conftest import REVIEWS
+from tests.fixtures import REVIEWS
 
 TEMPLATE = "review : {text} sentiment :"
 TASKS = {

@@ -1,3 +1,4 @@
+"""Shared fixtures: tiny Hugging Face models built offline."""
 """Tiny models built offline from a config and saved to local folders (the hub is unreachable)."""
 
 import pytest
