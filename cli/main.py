@@ -50,13 +50,13 @@ def cli() -> None:
 
 
 def register_commands() -> None:
-    from npeff.cli import build, decompose, demo, store_commands
+    from npeff.cli import analysis, build, decompose, demo, store_commands
 
     cli.add_command(build.build)
     cli.add_command(decompose.decompose)
     cli.add_command(decompose.fit)
     cli.add_command(demo.demo)
-    for command in store_commands.COMMANDS:
+    for command in store_commands.COMMANDS + analysis.COMMANDS:
         cli.add_command(command)
 
 

@@ -241,6 +241,15 @@ class PefStore:
         return self._manifest.shards
 
     @property
+    def content_id(self) -> str:
+        """A digest of the committed shards' checksums: equal for stores holding the same bytes.
+
+        Decompositions record it, so analysis can tell whether a store is the one decomposed.
+        """
+        text = "\n".join(f"{s.start}:{s.stop}:{s.data_checksum}:{s.table_checksum}" for s in self.shards)
+        return _files.bytes_checksum(f"{self.fingerprint}\n{text}".encode())
+
+    @property
     def array(self):
         if self._array is None:
             self._array = _open_array(self.path)

@@ -336,7 +336,7 @@ def decompose(
     manifest = {
         "kind": "decomposition", "config": config.to_dict(), "n_components": config.n_components,
         "num_examples": store.num_examples, "dim": store.dim, "store": str(store.path),
-        "store_fingerprint": store.fingerprint, "memory_budget": budget, "cluster": cluster,
+        "store_fingerprint": store.fingerprint, "store_content_id": store.content_id, "memory_budget": budget, "cluster": cluster,
         "device": device, "final_loss": losses[-1] if losses else None,
         "median_step_seconds": float(np.median(step_seconds)) if step_seconds else None,
         "provenance": dict(new_provenance(command), finalized=now_iso()),
@@ -533,7 +533,8 @@ def fit_coefficients(decomposition: Decomposition | str | Path, store: PefStore 
 
         _files.atomic_write_json(out / "manifest.json", {
             "format": "npeff-coefficients", "format_version": 1, "decomposition": str(decomposition.path),
-            "store": str(store.path), "store_fingerprint": store.fingerprint, "steps": steps,
+            "store": str(store.path), "store_fingerprint": store.fingerprint,
+            "store_content_id": store.content_id, "steps": steps,
             "num_examples": store.num_examples, "n_components": c,
             "provenance": dict(new_provenance(command), finalized=now_iso())})
     return coefficients

@@ -1,5 +1,7 @@
-"""Shared fixtures: tiny Hugging Face models built offline."""
-"""Tiny models built offline from a config and saved to local folders (the hub is unreachable)."""
+"""Shared fixtures: tiny Hugging Face models built offline from a config and saved to local folders
+(the hub is unreachable), and a headless browser for the report."""
+
+import os
 
 import pytest
 import torch
@@ -50,3 +52,36 @@ REVIEWS = [
     {"text": "so so", "label": 0},
     {"text": "very fine movie", "label": 0},
 ]
+
+
+BROWSER_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium_path():
+    import shutil
+
+    for candidate in (os.environ.get("NPEFF_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
+        if candidate and shutil.which(candidate):
+            return shutil.which(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A headless Chromium driven by Playwright (the system's browser: nothing is downloaded).
+
+    Skipped when no Chromium is installed, unless ``NPEFF_REQUIRE_BROWSER=1`` (CI sets it), where the
+    absence is an error.
+    """
+    path = chromium_path()
+    if path is None:
+        if os.environ.get("NPEFF_REQUIRE_BROWSER") == "1":
+            pytest.fail("NPEFF_REQUIRE_BROWSER=1 but no chromium is installed (apt-get install chromium)")
+        pytest.skip("no chromium installed (apt-get install chromium); set NPEFF_REQUIRE_BROWSER=1 to require it")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=path, args=BROWSER_FLAGS)
+        yield instance
+        instance.close()

@@ -1,0 +1,168 @@
+"""``npeff top-examples``, ``npeff tunings``, ``npeff compare`` and ``npeff report``."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import click
+
+HELP = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+DIRECTORY = click.Path(file_okay=False)
+STORE_OPTION = click.option(
+    "--store", default=None, type=DIRECTORY,
+    help="The PEF store the decomposition was computed from (default: the path it records).")
+
+
+def _open(path: str):
+    from npeff.store.decomposition import open_decomposition
+
+    return open_decomposition(path)
+
+
+def _echo_json(payload) -> None:
+    click.echo(json.dumps(payload, indent=1))
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{value:5.1f}%"
+
+
+@click.command("top-examples", context_settings=HELP)
+@click.argument("decomposition", type=DIRECTORY)
+@STORE_OPTION
+@click.option("-k", "k", default=16, show_default=True, type=int, help="Examples per component.")
+@click.option("--component", "components", multiple=True, type=int,
+              help="Only this component (repeatable; default: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def top_examples(decomposition, store, k, components, as_json):
+    """Show each component's top-k examples by coefficient.
+
+    Examples with a zero coefficient are never listed; equal coefficients go by example index.
+    Each row has the coefficient, the example's id, gold label, the model's prediction and text.
+    """
+    from npeff.ops import analysis
+
+    decomp = _open(decomposition)
+    opened = analysis.open_store_for(decomp, store)
+    result = analysis.top_examples(decomp, opened, k=k, components=list(components))
+    if as_json:
+        _echo_json(result)
+        return
+    names = analysis.label_names(opened)
+    for entry in result:
+        click.secho(f"component {entry['component']}: {entry['n_nonzero']:,} examples with non-zero coefficient",
+                    bold=True)
+        if not entry["examples"]:
+            click.echo("  (no example has a non-zero coefficient)")
+        for e in entry["examples"]:
+            label = _label(e["label"], names)
+            prediction = _label(e["prediction"], names)
+            text = textwrap.shorten(e["text"] or "", width=90, placeholder="...")
+            click.echo(f"  {e['rank']:>3}  #{e['example_index']:<7} {e['coefficient']:10.4g}  "
+                       f"label {label:<10} pred {prediction:<10} {text}")
+
+
+def _label(value, names) -> str:
+    if value is None:
+        return "-"
+    if names is not None and 0 <= value < len(names):
+        return names[value].strip()
+    return str(value)
+
+
+@click.command(context_settings=HELP)
+@click.argument("decomposition", type=DIRECTORY)
+@STORE_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (summary and one record per component).")
+def tunings(decomposition, store, as_json):
+    """Which components are prediction-, label- and LnP-tuned (paper section 3, Table 1).
+
+    A component is prediction-tuned (label-tuned) when all of its top 16 examples share one
+    prediction (gold label); LnP means label- but not prediction-tuned. Components with fewer than
+    16 examples of non-zero coefficient are excluded and counted. Percentages are over the
+    components analysed.
+    """
+    from npeff.ops import analysis
+
+    decomp = _open(decomposition)
+    opened = analysis.open_store_for(decomp, store)
+    result = analysis.tunings(decomp, opened)
+    if as_json:
+        _echo_json(result.to_dict())
+        return
+    summary = result.summary()
+    names = analysis.label_names(opened)
+    click.echo(f"{summary['n_included']} of {summary['n_components']} components analysed "
+               f"({summary['n_excluded']} excluded: fewer than {summary['top']} examples with non-zero coefficient)")
+    click.echo(f"  prediction-tuned {_pct(summary['prediction_tuned_pct'])}")
+    click.echo(f"  label-tuned      {_pct(summary['label_tuned_pct'])}"
+               + ("" if summary["labels_available"] else "   (the store has no gold labels)"))
+    click.echo(f"  LnP-tuned        {_pct(summary['lnp_tuned_pct'])}")
+    for c in result.components:
+        if c.prediction_tuned or c.label_tuned:
+            flags = ", ".join(
+                part for part in (f"prediction {_label(c.prediction, names)}" if c.prediction_tuned else "",
+                                  f"label {_label(c.label, names)}" if c.label_tuned else "",
+                                  "LnP" if c.lnp else "") if part)
+            click.echo(f"  component {c.component:>4}: {flags}")
+
+
+@click.command(context_settings=HELP)
+@click.argument("decomposition_a", type=DIRECTORY)
+@click.argument("decomposition_b", type=DIRECTORY)
+@click.option("--store", default=None, type=DIRECTORY,
+              help="The store both were computed from, for the tunings preserved (default: the one A records).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, with the full split map.")
+def compare(decomposition_a, decomposition_b, store, as_json):
+    """Compare two decompositions of the same store (paper section 4 and appendix F).
+
+    The similarity score is the mean, over all components of both, of the best cosine similarity of
+    a component's coefficient vector with a component of the other. The split map sends each
+    component of the finer decomposition to its most similar coarse one; the fraction of tunings
+    preserved counts, among fine components mapped to prediction-tuned coarse ones, those
+    prediction-tuned to the same prediction.
+    """
+    from npeff.ops import analysis
+
+    result = analysis.compare(_open(decomposition_a), _open(decomposition_b), store)
+    if as_json:
+        _echo_json(result)
+        return
+    split = result["split_map"]
+    click.echo(f"similarity score {result['similarity']:.4f} "
+               f"(A: {result['n_components_a']} components, B: {result['n_components_b']})")
+    click.echo(f"split map: {split['coarse'].upper()} is coarse; "
+               f"{split['coarse_matched_fraction']:.1%} of its components have at least one split in "
+               f"{split['fine'].upper()}")
+    if split["tunings_preserved"] is not None:
+        click.echo(f"tunings preserved: {split['tunings_preserved']:.1%} of {split['n_tuned_matches']} matches "
+                   "of prediction-tuned coarse components")
+    else:
+        click.echo("tunings preserved: n/a (no prediction-tuned coarse component, or no store to read predictions)")
+    for coarse, fine in split["splits"].items():
+        if len(fine) > 1:
+            click.echo(f"  {split['coarse'].upper()}{coarse} -> " + ", ".join(f"{split['fine'].upper()}{f}" for f in fine))
+
+
+@click.command(context_settings=HELP)
+@click.argument("decomposition", type=DIRECTORY)
+@STORE_OPTION
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
+@click.option("-k", "k", default=16, show_default=True, type=click.IntRange(1),
+              help="Top examples shown per component.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file at --out.")
+def report(decomposition, store, out, k, overwrite):
+    """Write one self-contained HTML page about DECOMPOSITION (works offline).
+
+    It shows the store's and the decomposition's settings, the loss curve, the distributions of
+    coefficients and component sizes, the tuning table, and a searchable, sortable card per
+    component with its top examples.
+    """
+    from npeff.ops.report import write_report
+
+    path = write_report(_open(decomposition), store, out=out, k=k, overwrite=overwrite)
+    click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
+
+
+COMMANDS = [top_examples, tunings, compare, report]

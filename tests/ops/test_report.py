@@ -1,0 +1,110 @@
+"""The HTML report: content, escaping, bad input, and the page in a real headless Chromium."""
+
+import re
+
+import numpy as np
+import pytest
+
+from npeff.errors import IncompatibleStoresError, InvalidArgumentError, StoreExistsError
+from npeff.ops.report import build_report, write_report
+from tests.ops.analysis_helpers import hand_made_decomposition, known_tunings_case, small_store
+
+
+@pytest.fixture
+def case(tmp_path):
+    W, labels, predictions = known_tunings_case()
+    texts = [f"example number {i}" for i in range(len(labels))]
+    texts[3] = "<script>document.title='owned'</script> & more"
+    store = small_store(tmp_path / "store", labels=labels, predictions=predictions, texts=texts)
+    return hand_made_decomposition(tmp_path / "decomposition", store, W), store
+
+
+def test_report_content(case):
+    decomposition, store = case
+    page = build_report(decomposition, store, k=4)
+    assert len(re.findall(r'<div class="card" id="component-\d+"', page)) == 5
+    assert page.count("<svg") == 3  # loss curve, coefficients, component sizes
+    assert "&lt;script&gt;document.title" in page and "<script>document.title" not in page  # escaped
+    assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing fetched from the network
+    assert "LnP" in page and "25.0%" in page
+    assert store.fingerprint in page
+
+
+def test_write_report_bad_inputs(case, tmp_path):
+    decomposition, store = case
+    out = write_report(decomposition, out=tmp_path / "r.html")
+    assert out.read_text().startswith("<!DOCTYPE html>")
+    with pytest.raises(StoreExistsError, match="--overwrite"):
+        write_report(decomposition, out=out)
+    write_report(decomposition, out=out, overwrite=True, k=2)
+    with pytest.raises(InvalidArgumentError, match=".html"):
+        write_report(decomposition, out=tmp_path / "r.txt")
+    with pytest.raises(InvalidArgumentError, match="does not exist"):
+        write_report(decomposition, out=tmp_path / "missing" / "r.html")
+    W, labels, predictions = known_tunings_case()
+    other = small_store(tmp_path / "other", labels=labels[:20], predictions=predictions[:20])
+    with pytest.raises(IncompatibleStoresError):
+        write_report(decomposition, other, out=tmp_path / "x.html")
+    assert not (tmp_path / "x.html").exists()
+
+
+@pytest.mark.browser
+def test_report_in_headless_chromium(case, tmp_path, browser):
+    decomposition, _ = case
+    out = write_report(decomposition, out=tmp_path / "report.html")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    problems, requests = [], []
+    page.on("console", lambda message: problems.append(message.text) if message.type in ("error", "warning")
+            else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(out.resolve().as_uri())
+    page.wait_for_load_state("load")
+    assert problems == []
+    assert requests == [out.resolve().as_uri()]  # the page loads nothing else
+    assert page.title() == "NPEFF report: decomposition"
+
+    cards = page.locator("#cards .card")
+    assert cards.count() == 5
+    for c in range(5):
+        assert page.locator(f"#component-{c}").is_visible()
+    assert page.locator("#plots svg").count() == 3
+    assert page.text_content("#count") == "5 of 5 components shown"
+
+    page.fill("#search", "example number 62")  # no component has example 62
+    assert page.locator("#cards .card:not(.hidden)").count() == 0
+    assert page.text_content("#count") == "0 of 5 components shown"
+    page.fill("#search", "number 50")
+    assert [page.locator("#cards .card:not(.hidden)").nth(i).get_attribute("data-index")
+            for i in range(page.locator("#cards .card:not(.hidden)").count())] == ["4"]
+    page.fill("#search", "")
+    assert page.text_content("#count") == "5 of 5 components shown"
+
+    page.select_option("#sort", "size")
+    order = [cards.nth(i).get_attribute("data-index") for i in range(5)]
+    sizes = [int(cards.nth(i).get_attribute("data-size")) for i in range(5)]
+    assert sizes == sorted(sizes, reverse=True) and order[0] == "3"
+
+    header = page.locator("#tuning-table th", has_text="non-zero")
+    header.click()
+    values = [int(v) for v in page.locator("#tuning-table tbody tr td:nth-child(2)").all_text_contents()]
+    assert values == sorted(values)
+    header.click()
+    values = [int(v) for v in page.locator("#tuning-table tbody tr td:nth-child(2)").all_text_contents()]
+    assert values == sorted(values, reverse=True)
+
+    shot = tmp_path / "report.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+    assert page.title() == "NPEFF report: decomposition"  # the escaped script never ran
+    assert problems == []
+    page.close()
+
+
+def test_report_handles_a_dead_component(tmp_path):
+    W, labels, predictions = known_tunings_case()
+    W[:, 4] = 0.0
+    store = small_store(tmp_path / "store", labels=labels, predictions=predictions)
+    decomposition = hand_made_decomposition(tmp_path / "d", store, W, losses=np.array([]))
+    page = build_report(decomposition, store)
+    assert 'id="component-4"' in page and "0 examples with non-zero coefficient" in page
