@@ -20,7 +20,7 @@ test: $(STAMP)
 	NUMBA_CACHE_DIR=$(CURDIR)/$(VENV)/numba-cache $(BIN)/python -m pytest
 
 demo: $(STAMP)
-	NUMBA_CACHE_DIR=$(CURDIR)/$(VENV)/numba-cache $(BIN)/npeff demo
+	NUMBA_CACHE_DIR=$(CURDIR)/$(VENV)/numba-cache $(BIN)/npeff demo --out npeff-demo --overwrite
 
 bench: $(STAMP)
 	NUMBA_CACHE_DIR=$(CURDIR)/$(VENV)/numba-cache $(BIN)/python bench/projection.py

@@ -56,6 +56,7 @@ def register_commands() -> None:
     cli.add_command(decompose.decompose)
     cli.add_command(decompose.fit)
     cli.add_command(demo.demo)
+    cli.add_command(demo.check_projection)
     for command in store_commands.COMMANDS + analysis.COMMANDS:
         cli.add_command(command)
 

@@ -188,6 +188,9 @@ def build_store(
         **(task.to_dict() if task is not None else {"formulation": "classifier"}),
         "pef": pef.to_dict(), "num_classes": classes, "normalization": "unit-frobenius",
     }
+    names = _label_names(model, task, classes)
+    if names is not None:
+        pef_spec["label_names"] = names
     writer = create_store(
         out, rank=rank, dim=dim, projection=projection_spec, kind="gradient" if pef.kind == "gradient" else "lrm-pef",
         parameter_layout=layout, model=model_identity(model, model_name), pef_spec=pef_spec,
@@ -211,6 +214,17 @@ def build_store(
         bar.update(len(indices))
     bar.close()
     return writer.finalize()
+
+
+def _label_names(model: nn.Module, task: TaskSpec | None, classes: int) -> list[str] | None:
+    """Names of the classes: the task's label strings, else a classifier's ``id2label`` when set."""
+    if task is not None and task.labels:
+        return [label.strip() for label in task.labels]
+    id2label = getattr(getattr(model, "config", None), "id2label", None) or {}
+    names = [str(id2label.get(i, id2label.get(str(i), ""))) for i in range(classes)]
+    if all(names) and names != [f"LABEL_{i}" for i in range(classes)]:
+        return names
+    return None
 
 
 def _batch_pefs(batch, texts, formulation, included, layout, pef, eps, rows, projection_spec, dim,

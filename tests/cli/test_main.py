@@ -17,19 +17,20 @@ def test_version_and_help():
     for flag in ("-h", "--help"):
         result = runner.invoke(cli, [flag])
         assert result.exit_code == 0
-        for command in ("demo", "info", "verify", "merge", "export"):
+        for command in ("demo", "check-projection", "info", "verify", "merge", "export", "top-examples",
+                        "tunings", "compare", "report"):
             assert command in result.output
 
 
-def test_demo_runs_and_checks_the_projection():
-    result = CliRunner().invoke(cli, ["demo", "--log2-n", "14", "--dim", "256", "--rows", "8",
+def test_check_projection():
+    result = CliRunner().invoke(cli, ["check-projection", "--log2-n", "14", "--dim", "256", "--rows", "8",
                                       "--backend", "cpu"])
     assert result.exit_code == 0, result.output
-    assert "demo OK" in result.output and "on cpu" in result.output
+    assert "projection check OK" in result.output and "on cpu" in result.output
 
 
 def test_bad_option_is_a_one_line_error():
-    result = CliRunner().invoke(cli, ["demo", "--dim", "100", "--log2-n", "10", "--backend", "cpu"])
+    result = CliRunner().invoke(cli, ["check-projection", "--dim", "100", "--log2-n", "10", "--backend", "cpu"])
     assert result.exit_code == 1
     assert result.output.strip() == (
         "Error: projection dimension d must be a positive multiple of 32, got 100; "

@@ -325,3 +325,15 @@ def test_small_memory_budget_gives_the_same_pefs(tmp_path, tiny_models):
     pieces = build_store(model, REVIEWS, task, tmp_path / "b", tokenizer=tokenizer, dim=64, batch_size=5,
                          pef=PefSpec(kind="eps", eps_rows=5), memory_budget=4096)
     np.testing.assert_allclose(pieces.read(), whole.read(), rtol=1e-5, atol=1e-6)
+
+
+def test_label_names_are_recorded(tmp_path, tiny_models):
+    model, tokenizer = load(tiny_models, "gpt2", "label-tokens")
+    store = build_store(model, REVIEWS[:2], TASKS["label-tokens"], tmp_path / "a", tokenizer=tokenizer, dim=64)
+    assert store.manifest["pef_spec"]["label_names"] == [w.strip() for w in TASKS["label-tokens"].labels]
+    model, tokenizer = load(tiny_models, "classifier", "classifier")
+    store = build_store(model, REVIEWS[:2], TASKS["classifier"], tmp_path / "b", tokenizer=tokenizer, dim=64)
+    assert "label_names" not in store.manifest["pef_spec"]  # LABEL_0.. says nothing
+    model.config.id2label = {0: "good", 1: "bad", 2: "meh"}
+    store = build_store(model, REVIEWS[:2], TASKS["classifier"], tmp_path / "c", tokenizer=tokenizer, dim=64)
+    assert store.manifest["pef_spec"]["label_names"] == ["good", "bad", "meh"]

@@ -249,3 +249,17 @@ def test_streamed_shards_are_read_in_pieces(tmp_path, monkeypatch):
     streamed = decompose(store, 3, memory_budget=1, **kwargs)
     np.testing.assert_allclose(streamed["W"], resident["W"], rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(streamed["H"], resident["H"], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_coefficient_update_flushes_subnormals_to_zero(dtype):
+    from npeff.ops.decomposition import coefficient_update
+
+    tiny = torch.finfo(dtype).tiny
+    w = torch.tensor([[1.0, 0.5, 0.5]], dtype=dtype)
+    n = torch.tensor([[2.0, tiny / 64, 1.0]], dtype=dtype)  # the middle coefficient drops below tiny
+    m = torch.eye(3, dtype=dtype) * 2.0  # W <- W * N / (2 W) = N / 2
+    out = coefficient_update(w, n, m)
+    assert out[0, 1] == 0.0  # would otherwise be a subnormal number
+    np.testing.assert_allclose(out[0, [0, 2]].numpy(), [1.0, 0.5])
+    assert not bool(((out > 0) & (out < tiny)).any())

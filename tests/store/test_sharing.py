@@ -209,7 +209,8 @@ def test_cli_refuses_incompatible_merge(tmp_path):
     assert not os.path.exists(tmp_path / "m")
 
 
-@pytest.mark.parametrize("command", ["info", "verify", "merge", "export", "demo", "build", "decompose", "fit"])
+@pytest.mark.parametrize("command", ["info", "verify", "merge", "export", "demo", "check-projection", "build",
+                                     "decompose", "fit", "top-examples", "tunings", "compare", "report"])
 def test_cli_help(command):
     result = invoke(command, "--help")
     assert result.exit_code == 0 and "Usage: " in result.output
