@@ -35,48 +35,45 @@ def _figure():
     return figure, figure.add_subplot()
 
 
+def _plot(figure, axes, *, xlabel: str, ylabel: str, title: str, caption: str, marker: tuple | None = None) -> dict:
+    """Label, optionally mark a vertical line ``(x, legend)``, and render one figure."""
+    if marker is not None:
+        axes.axvline(marker[0], color="#c0392b", linestyle="--", linewidth=1, label=marker[1])
+        axes.legend(frameon=False)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    return {"svg": _svg(figure), "caption": caption}
+
+
 def plots(W: np.ndarray, losses: np.ndarray, warmup_steps: int | None) -> list[dict]:
     """The report's figures as inline SVG: loss curve, coefficient and component-size distributions."""
-    result = []
     figure, axes = _figure()
-    steps = np.arange(1, len(losses) + 1)
     if len(losses):
-        axes.plot(steps, losses, color="#1f3a5f", linewidth=1.4)
+        axes.plot(np.arange(1, len(losses) + 1), losses, color="#1f3a5f", linewidth=1.4)
         if np.all(np.asarray(losses) > 0):
             axes.set_yscale("log")
-    if warmup_steps and 0 < warmup_steps < len(losses):
-        axes.axvline(warmup_steps + 0.5, color="#c0392b", linestyle="--", linewidth=1, label="end of warm-up")
-        axes.legend(frameon=False)
-    axes.set_xlabel("step")
-    axes.set_ylabel("loss")
-    axes.set_title("Loss per step")
-    axes.grid(alpha=0.3)
-    result.append({"svg": _svg(figure), "caption": "NPEFF loss at every step (warm-up steps update H only)."})
+    marked = warmup_steps and 0 < warmup_steps < len(losses)
+    loss = _plot(figure, axes, xlabel="step", ylabel="loss", title="Loss per step",
+                 caption="NPEFF loss at every step (warm-up steps update H only).",
+                 marker=(warmup_steps + 0.5, "end of warm-up") if marked else None)
 
     figure, axes = _figure()
     positive = W[W > 0]
     if positive.size:
         axes.hist(np.log10(positive), bins=60, color="#2e7d5b")
-    axes.set_xlabel("log10(coefficient)")
-    axes.set_ylabel("count")
-    axes.set_title("Non-zero coefficients")
-    axes.grid(alpha=0.3)
     zero_fraction = 1.0 - positive.size / max(W.size, 1)
-    result.append({"svg": _svg(figure),
-                   "caption": f"Distribution of the non-zero entries of W; {zero_fraction:.1%} of entries are zero."})
+    coefficients = _plot(figure, axes, xlabel="log10(coefficient)", ylabel="count", title="Non-zero coefficients",
+                         caption=f"Distribution of the non-zero entries of W; {zero_fraction:.1%} of entries are zero.")
 
     figure, axes = _figure()
     sizes = (W > 0).sum(axis=0)
     axes.hist(sizes, bins=min(40, max(len(sizes), 1)), color="#8e5ea2")
-    axes.axvline(analysis.TUNING_TOP, color="#c0392b", linestyle="--", linewidth=1,
-                 label=f"{analysis.TUNING_TOP} (tuning threshold)")
-    axes.legend(frameon=False)
-    axes.set_xlabel("examples with non-zero coefficient")
-    axes.set_ylabel("components")
-    axes.set_title("Component sizes")
-    axes.grid(alpha=0.3)
-    result.append({"svg": _svg(figure), "caption": "How many examples each component is active on."})
-    return result
+    size_plot = _plot(figure, axes, xlabel="examples with non-zero coefficient", ylabel="components",
+                      title="Component sizes", caption="How many examples each component is active on.",
+                      marker=(analysis.TUNING_TOP, f"{analysis.TUNING_TOP} (tuning threshold)"))
+    return [loss, coefficients, size_plot]
 
 
 def _name(value: Any, names: Sequence[str] | None) -> str:
