@@ -24,7 +24,8 @@ DIRECTORY = click.Path(file_okay=False)
 @click.option("--memory-budget", default=None,
               help="Bytes of chunks kept resident (e.g. 2GB); the rest streams from disk each step.")
 @click.option("--cluster", default=None,
-              help="local:N (start N worker processes) or the address of a dask.distributed scheduler.")
+              help="local:N (N dask workers in this process; with --device cuda, a LocalCUDACluster, "
+                   "one process per GPU) or the address of a running dask.distributed scheduler.")
 @click.option("--checkpoint-every", default=0, show_default=True, type=click.IntRange(0),
               help="Write H, W and the step every K steps (0: never).")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")

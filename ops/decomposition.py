@@ -215,8 +215,14 @@ class ChunkCache:
             submit(position)  # read the next piece while this one is computed on
             g = self._tensor(self.store._finish_read(future, start, stop))
             if resident:
-                self.resident[shard.index] = g
+                g = self.resident[shard.index] = aligned(g)
             yield start, stop, g
+
+
+def aligned(g: torch.Tensor) -> torch.Tensor:
+    """``g`` in 64-byte-aligned memory (a copy when needed). Store reads come back 16-byte aligned,
+    and CPU GEMMs on them run about 10% slower: worth one copy for data used every step."""
+    return g if g.device.type != "cpu" or g.data_ptr() % 64 == 0 else g.clone()
 
 
 def _ok_mask(store: PefStore, device, dtype) -> torch.Tensor:
@@ -237,6 +243,20 @@ def _check_store(store: PefStore) -> None:
         raise InvalidArgumentError(f"{store.path} is still being built; finalize it first")
     if store.num_examples == 0:
         raise InvalidArgumentError(f"{store.path} holds no examples")
+
+
+def check_device(device: str, cluster: str | None = None) -> None:
+    """Refuse a device torch cannot use here (a remote cluster's workers may have GPUs we lack)."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InvalidArgumentError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if parsed.type not in ("cpu", "cuda"):
+        raise InvalidArgumentError(f"device {device!r} is not supported; use cpu, cuda or cuda:N")
+    remote = cluster is not None and not cluster.startswith("local:")
+    if parsed.type == "cuda" and not remote and not torch.cuda.is_available():
+        raise InvalidArgumentError(f"--device {device}: torch sees no CUDA GPU here "
+                                   f"(torch {torch.__version__}, CUDA build: {torch.version.cuda is not None})")
 
 
 def decompose(
@@ -275,6 +295,7 @@ def decompose(
     """
     store = store if isinstance(store, PefStore) else open_store(store)
     _check_store(store)
+    check_device(device, cluster)
     if config is None:
         config = DecomposeConfig(n_components=n_components, **overrides)
     elif n_components is not None or overrides:
@@ -298,7 +319,7 @@ def decompose(
             raise InvalidArgumentError(f"nothing to resume: {out_path} has no checkpoint")
         w0, h0, start, losses = _load_checkpoint(checkpoint, config, store)
 
-    runner = _DistributedRunner(store, cluster, dtype) if cluster else _LocalRunner(store, device, dtype, budget, config.n_components)
+    runner = _DistributedRunner(store, cluster, dtype, device) if cluster else _LocalRunner(store, device, dtype, budget, config.n_components)
     try:
         w, h = runner.start(w0, h0, mask)
         from tqdm.auto import tqdm
@@ -407,30 +428,91 @@ class _LocalRunner:
         pass
 
 
-def _load_chunk(path: str, start: int, stop: int, dtype: str):
-    """A chunk of G on a worker, with its constant loss term (computed once)."""
-    torch.set_num_threads(1)
-    store = open_store(path)
-    g = torch.from_numpy(store.read(start, stop)).to(_DTYPES[dtype])
-    return g, pef_self_products(g)
+class _Partition:
+    """The chunks of G that live on one dask worker for the whole run, with their W rows.
+
+    Created on its worker as a dask actor: the data are read there once, and every step only H
+    and ``M`` arrive and the partition's summed partials (T2, W^T W, loss) leave.
+    """
+
+    def __init__(self, path: str, ranges: list[tuple[int, int]], dtype: str, device: str = "cpu"):
+        try:
+            from distributed import get_worker
+
+            torch.set_num_threads(max(1, get_worker().state.nthreads))
+        except (ImportError, ValueError, AttributeError):
+            pass
+        store = open_store(path)
+        self.ranges, self.device = ranges, device
+        self.g = [aligned(torch.from_numpy(store.read(start, stop)).to(device=device, dtype=_DTYPES[dtype]))
+                  for start, stop in ranges]
+        self.constants = [pef_self_products(g) for g in self.g]
+        self.w: list[torch.Tensor] = []
+        self.mask: list[torch.Tensor] = []
+
+    def set_state(self, w: list[torch.Tensor], mask: list[torch.Tensor]) -> None:
+        self.w = [part.to(self.device) for part in w]
+        self.mask = [part.to(self.device) for part in mask]
+
+    def step(self, h: torch.Tensor, m_matrix: torch.Tensor, joint: bool):
+        """One iteration over this partition's chunks; the summed partials, on the CPU."""
+        h, m_matrix = h.to(self.device), m_matrix.to(self.device)
+        t2 = wtw = loss = None
+        for i, g in enumerate(self.g):
+            w, t2_c, wtw_c, loss_c = chunk_step(g, self.w[i], h, m_matrix, joint, self.constants[i])
+            if joint:
+                self.w[i] = w * self.mask[i][:, None]
+            loss_c = loss_c.double()
+            t2, wtw, loss = ((t2_c, wtw_c, loss_c) if t2 is None
+                             else (t2 + t2_c, wtw + wtw_c, loss + loss_c))
+        return t2.cpu(), wtw.cpu(), loss.cpu()
+
+    def coefficients(self) -> list[torch.Tensor]:
+        return [part.cpu() for part in self.w]
 
 
-def _remote_step(chunk, w, h, m_matrix, joint, mask):
-    g, constant = chunk
-    w, t2, wtw, loss = chunk_step(g, w, h, m_matrix, joint, constant)
-    if joint:
-        w = w * mask[:, None]
-    return w, (t2, wtw, loss)
+#: settings of the workers npeff starts itself (``--cluster local:N``): they hold large long-lived
+#: tensors, so glibc keeps its default memory reuse in worker processes (dask's
+#: MALLOC_TRIM_THRESHOLD_ makes every temporary a fresh mmap, about 10% of a step), and the
+#: statistical profiler (a thread sampling every 10 ms) is off.
+def _local_cluster_config() -> dict:
+    import dask
+XX
+
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    return {"distributed.nanny.pre-spawn-environ": environ, "distributed.worker.profile.enabled": False}
+
+
+def _start_local_cluster(workers: int, device: str):
+    """A ``LocalCUDACluster`` (one worker process per GPU) for ``cuda`` when dask-cuda is
+    installed; otherwise a ``LocalCluster`` of ``workers`` single-threaded workers inside this
+    process (torch releases the GIL, so they use as many cores, without copying H and the partials
+    between processes). Workers in other processes or machines: start them and pass the address."""
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set(_local_cluster_config()):
+        if device.startswith("cuda"):
+            try:
+                from dask_cuda import LocalCUDACluster
+            except ImportError:
+                raise InvalidArgumentError(
+                    "--cluster local:N with --device cuda needs dask-cuda (pip install dask-cuda)") from None
+            return LocalCUDACluster(n_workers=workers, threads_per_worker=1, dashboard_address=None)
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=False, dashboard_address=None)
 
 
 class _DistributedRunner:
-    """G and W partitions stay on the workers; H is broadcast; partial sums come back."""
+    """One :class:`_Partition` actor per worker: chunk i on worker i mod N; G and W never move,
+    H is sent to each partition and the partials come back to be summed here."""
 
-    def __init__(self, store, cluster, dtype):
-        from distributed import Client, LocalCluster
+    def __init__(self, store, cluster, dtype, device="cpu"):
+        from distributed import Client
 
-        self.store, self.dtype = store, dtype
+        self.store, self.dtype, self.device = store, dtype, device
         self._cluster = None
+        self._threads = torch.get_num_threads()  # in-process workers set torch's (process-wide) threads
         if cluster.startswith("local:"):
             try:
                 workers = int(cluster.split(":", 1)[1])
@@ -438,8 +520,7 @@ class _DistributedRunner:
                 raise InvalidArgumentError(f"--cluster local:N needs a number of workers, got {cluster!r}") from None
             if workers < 1:
                 raise InvalidArgumentError(f"--cluster local:N needs N >= 1, got {cluster!r}")
-            self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                         dashboard_address=None)
+            self._cluster = _start_local_cluster(workers, device)
             self.client = Client(self._cluster)
             self.client.wait_for_workers(workers, timeout=120)
         else:
@@ -451,44 +532,58 @@ class _DistributedRunner:
 
     def start(self, w0, h0, mask):
         client = self.client
-        shards = self.store.shards
         client.wait_for_workers(1, timeout=120)
         workers = sorted(client.scheduler_info()["workers"])
         if not workers:
             raise InvalidArgumentError("the dask cluster has no workers")
-        # chunk i lives on worker i mod N for the whole run: its G, W and mask never move
-        self.homes = [[workers[i % len(workers)]] for i in range(len(shards))]
-        self.g = [client.submit(_load_chunk, str(self.store.path), s.start, s.stop, self.name, pure=False,
-                                workers=home, allow_other_workers=False) for s, home in zip(shards, self.homes)]
-        self.masks = [client.scatter(mask[s.start:s.stop].cpu(), workers=home, direct=True)
-                      for s, home in zip(shards, self.homes)]
-        self.w = [client.scatter(w0[s.start:s.stop].to(self.dtype), workers=home, direct=True)
-                  for s, home in zip(shards, self.homes)]
+        shards = self.store.shards
+        self.ranges = [[(s.start, s.stop) for s in shards[i::len(workers)]] for i in range(len(workers))]
+        homes = [(address, ranges) for address, ranges in zip(workers, self.ranges) if ranges]
+        futures = [client.submit(_Partition, str(self.store.path), ranges, self.name, self.device, workers=[address],
+                                 allow_other_workers=False, actor=True, pure=False)
+                   for address, ranges in homes]
+        self.partitions = [future.result() for future in futures]
+        self.ranges = [ranges for _, ranges in homes]
+        w0 = w0.to(self.dtype)
+        mask = mask.cpu().to(self.dtype)
+        for partition, ranges in zip(self.partitions, self.ranges):
+            partition.set_state([w0[a:b].clone() for a, b in ranges], [mask[a:b].clone() for a, b in ranges]).result()
         return None, h0.to(self.dtype)
 
     def iteration(self, h, m_matrix, joint):
-        import operator
-
-        client = self.client
-        [h_remote, m_remote] = client.scatter([h, m_matrix], broadcast=True)
-        results = [client.submit(_remote_step, g, w, h_remote, m_remote, joint, mask, pure=False,
-                                 workers=home, allow_other_workers=False)
-                   for g, w, mask, home in zip(self.g, self.w, self.masks, self.homes)]
-        self.w = [client.submit(operator.getitem, r, 0, workers=home) for r, home in zip(results, self.homes)]
-        partials = client.gather([client.submit(operator.getitem, r, 1, workers=home)
-                                  for r, home in zip(results, self.homes)])
+        h_cpu, m_cpu = h.cpu(), m_matrix.cpu()
+        calls = [partition.step(h_cpu, m_cpu, joint) for partition in self.partitions]
+        partials = [call.result() for call in calls]
         t2 = sum(p[0] for p in partials)
         wtw = sum(p[1] for p in partials)
-        loss = sum(p[2].double() for p in partials)
-        return t2, wtw, loss
+        loss = sum(p[2] for p in partials)
+        return t2.to(h.device), wtw.to(h.device), loss.to(h.device)
 
     def gather_w(self):
-        return torch.cat(self.client.gather(self.w))
+        w = torch.empty(self.store.num_examples, 0, dtype=self.dtype)
+        parts = {}
+        for partition, ranges in zip(self.partitions, self.ranges):
+            for (start, _), rows in zip(ranges, partition.coefficients().result()):
+                parts[start] = rows
+        if parts:
+            w = torch.cat([parts[start] for start in sorted(parts)])
+        return w
 
     def close(self):
-        self.client.close()
-        if self._cluster is not None:
-            self._cluster.close()
+        import logging
+
+        self.partitions = []
+        # shutting down in-process workers makes distributed log closed comms as errors: noise here
+        quiet = logging.getLogger("distributed")
+        level = quiet.level
+        quiet.setLevel(logging.CRITICAL)
+        try:
+            self.client.close()
+            if self._cluster is not None:
+                self._cluster.close()
+        finally:
+            quiet.setLevel(level)
+            torch.set_num_threads(self._threads)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -507,6 +602,7 @@ def fit_coefficients(decomposition: Decomposition | str | Path, store: PefStore 
     decomposition = decomposition if isinstance(decomposition, Decomposition) else open_decomposition(decomposition)
     store = store if isinstance(store, PefStore) else open_store(store)
     _check_store(store)
+    check_device(device)
     if store.fingerprint != decomposition.manifest["store_fingerprint"]:
         raise IncompatibleStoresError(
             f"{store.path} (fingerprint {store.fingerprint}) does not share the projection and parameter "

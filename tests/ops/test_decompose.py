@@ -196,6 +196,34 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(StoreExistsError, match="already exists"):
         decompose(store, 2, out=tmp_path / "d", warmup_steps=1, joint_steps=1)
     assert open_decomposition(tmp_path / "d").W.shape == (4, 2)
+    with pytest.raises(InvalidArgumentError, match="unknown device 'gpu0'"):
+        decompose(store, 2, device="gpu0")
+    with pytest.raises(InvalidArgumentError, match="not supported"):
+        fit_coefficients(tmp_path / "d", store, device="meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidArgumentError, match="torch sees no CUDA GPU here"):
+            decompose(store, 2, device="cuda")
+
+
+def test_local_cluster_settings(monkeypatch):
+    import builtins
+
+    from npeff.ops.decomposition import _local_cluster_config, _start_local_cluster
+
+    config = _local_cluster_config()
+    assert "MALLOC_TRIM_THRESHOLD_" not in config["distributed.nanny.pre-spawn-environ"]
+    assert config["distributed.nanny.pre-spawn-environ"]["OMP_NUM_THREADS"] == 1
+    assert config["distributed.worker.profile.enabled"] is False
+    real_import = builtins.__import__
+
+    def no_dask_cuda(name, *args, **kwargs):
+        if name == "dask_cuda":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_dask_cuda)
+    with pytest.raises(InvalidArgumentError, match="needs dask-cuda"):
+        _start_local_cluster(2, "cuda")
 
 
 @pytest.mark.slow
@@ -204,9 +232,20 @@ def test_local_cluster_equals_one_process(tmp_path):
     store = make_store(tmp_path / "s", g, shard=4)
     kwargs = dict(warmup_steps=2, joint_steps=3, warmup_lr=0.05, joint_lr=0.05, dtype="float64")
     single = decompose(store, 3, **kwargs)
-    distributed = decompose(store, 3, cluster="local:2", **kwargs)
-    np.testing.assert_allclose(distributed["W"], single["W"], rtol=1e-10, atol=1e-13)
-    np.testing.assert_allclose(distributed["H"], single["H"], rtol=1e-10, atol=1e-13)
+    threads = torch.get_num_threads()
+    spread = decompose(store, 3, cluster="local:2", **kwargs)
+    assert torch.get_num_threads() == threads  # in-process workers leave torch's threads as they were
+    np.testing.assert_allclose(spread["W"], single["W"], rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(spread["H"], single["H"], rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(spread["losses"], single["losses"], rtol=1e-10)
+
+    # workers in other processes, reached by address: everything crosses a real (serialising) comm
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=3, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        remote = decompose(store, 3, cluster=cluster.scheduler_address, **kwargs)
+    np.testing.assert_allclose(remote["W"], single["W"], rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(remote["H"], single["H"], rtol=1e-10, atol=1e-13)
 
 
 def test_cli_decompose_and_fit(tmp_path):
