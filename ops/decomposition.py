@@ -476,9 +476,11 @@ class _Partition:
 #: MALLOC_TRIM_THRESHOLD_ makes every temporary a fresh mmap, about 10% of a step), and the
 #: statistical profiler (a thread sampling every 10 ms) is off.
 def _local_cluster_config() -> dict:
-    import dask
-XX
+    import importlib
 
+    import dask
+
+    importlib.import_module("distributed")  # registers distributed's configuration defaults
     environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
     environ.pop("MALLOC_TRIM_THRESHOLD_", None)
     return {"distributed.nanny.pre-spawn-environ": environ, "distributed.worker.profile.enabled": False}
