@@ -12,9 +12,11 @@ One pass over the store per iteration. For each chunk ``(G_c [k, r, d], W_c [k, 
 
 then ``T1 = 4 ((W^T W) * HH^T) H`` and ``H <- H - lr (T1 + T2)``. No ``n x n`` matrix ever exists.
 Chunks are the store's shards; those that fit the memory budget stay resident (on the compute
-device), the others are read again each iteration with the next one read ahead. ``W`` rows live
-with their chunk. With a ``dask.distributed`` cluster, chunks of ``G`` and ``W`` stay on the
-workers across iterations and only ``H`` and the partial sums travel.
+device), the others are read again each iteration in pieces. In one process, each pass is a dask
+graph (a load and a compute task per piece, a tree reduction of the partial sums) on dask's
+threaded scheduler: loads overlap compute. ``W`` rows live with their chunk. With a
+``dask.distributed`` cluster, chunks of ``G`` and ``W`` stay on the workers across iterations
+(one actor per worker) and only ``H`` and the partial sums travel.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -155,9 +159,15 @@ STREAM_PIECE_BYTES = 32 << 20
 
 
 class ChunkCache:
-    """The store as compute tensors: shards stay resident while within ``budget`` bytes; the others
-    are re-read every pass, in pieces of at most :data:`STREAM_PIECE_BYTES`, the next piece read
-    ahead. Iterating yields ``(start, stop, g)`` with ``g`` ``[stop - start, r, d]``."""
+    """The store as compute tensors, one pass at a time, scheduled by dask.
+
+    Shards stay resident while within ``budget`` bytes; the others are read again every pass, in
+    pieces of at most :data:`STREAM_PIECE_BYTES`. :meth:`run_pass` runs one pass as a dask graph:
+    a load task and a compute task per piece, and a tree reduction of the compute tasks' partial
+    sums, on dask's threaded scheduler with two threads. Compute tasks take turns (torch already
+    uses every core), so the second thread loads the next pieces while one computes: I/O overlaps
+    compute, and dask's ordering keeps the pieces in flight to about three.
+    """
 
     def __init__(self, store: PefStore, *, device: str, dtype: torch.dtype, budget: int | None,
                  n_components: int = 0):
@@ -181,42 +191,73 @@ class ChunkCache:
                 self.resident[shard.index] = None  # filled on first read
         self.resident_bytes = used
         self.constants: dict[int, torch.Tensor] = {}
+        self._compute_lock = threading.Lock()
+        self._pool = None
 
-    def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(array).to(device=self.device, dtype=self.dtype)
-
-    def _pieces(self):
-        """``(shard, start, stop, resident)`` in store order."""
+    def pieces(self) -> list[tuple[int, int, int, bool]]:
+        """``(shard index, start, stop, resident)`` in store order."""
+        out = []
         for shard in self.store.shards:
             if shard.index in self.resident:
-                yield shard, shard.start, shard.stop, True
+                out.append((shard.index, shard.start, shard.stop, True))
             else:
-                for start in range(shard.start, shard.stop, self.piece_examples):
-                    yield shard, start, min(start + self.piece_examples, shard.stop), False
+                out += [(shard.index, start, min(start + self.piece_examples, shard.stop), False)
+                        for start in range(shard.start, shard.stop, self.piece_examples)]
+        return out
 
-    def __iter__(self):
-        to_read = [p for p in self._pieces() if not p[3] or self.resident[p[0].index] is None]
-        pending = {}
+    def load(self, shard: int, start: int, stop: int, resident: bool) -> torch.Tensor:
+        """Examples ``[start, stop)`` as a compute tensor (a resident shard is read once)."""
+        if resident and self.resident[shard] is not None:
+            return self.resident[shard]
+        g = torch.from_numpy(self.store.read(start, stop)).to(device=self.device, dtype=self.dtype)
+        if resident:
+            g = self.resident[shard] = aligned(g)
+        return g
 
-        def submit(position):
-            if position < len(to_read):
-                _, start, stop, _ = to_read[position]
-                pending[start] = self.store._submit_read(start, stop)
+    def _compute(self, per_chunk, start: int, stop: int, g: torch.Tensor):
+        with self._compute_lock:
+            return per_chunk(start, stop, g)
 
-        submit(0)
-        position = 0
-        for shard, start, stop, resident in self._pieces():
-            cached = self.resident.get(shard.index) if resident else None
-            if cached is not None:
-                yield start, stop, cached
-                continue
-            future = pending.pop(start)
-            position += 1
-            submit(position)  # read the next piece while this one is computed on
-            g = self._tensor(self.store._finish_read(future, start, stop))
-            if resident:
-                g = self.resident[shard.index] = aligned(g)
-            yield start, stop, g
+    def constant(self, start: int, g: torch.Tensor) -> torch.Tensor:
+        """The piece's constant loss term ``sum_i ||G_i^T G_i||^2`` (computed once)."""
+        if start not in self.constants:
+            self.constants[start] = pef_self_products(g)
+        return self.constants[start]
+
+    def run_pass(self, per_chunk: Callable[[int, int, torch.Tensor], Any]) -> Any:
+        """Call ``per_chunk(start, stop, g)`` on every piece; the elementwise sum of the tuples it
+        returns (None when it returns None)."""
+        import dask.threaded
+
+        graph, level = {}, []
+        for shard, start, stop, resident in self.pieces():
+            graph[("npeff-load", start)] = (self.load, shard, start, stop, resident)
+            graph[("npeff-chunk", start)] = (self._compute, per_chunk, start, stop, ("npeff-load", start))
+            level.append(("npeff-chunk", start))
+        depth = 0
+        while len(level) > 1:  # pairwise tree reduction of the partial sums
+            depth += 1
+            paired = []
+            for i in range(0, len(level) - 1, 2):
+                graph[("npeff-sum", depth, i)] = (_add_partials, level[i], level[i + 1])
+                paired.append(("npeff-sum", depth, i))
+            if len(level) % 2:
+                paired.append(level[-1])
+            level = paired
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(2, thread_name_prefix="npeff-pass")
+        return dask.threaded.get(graph, level[0], pool=self._pool)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+
+def _add_partials(*partials):
+    if partials[0] is None:
+        return None
+    return tuple(sum(parts) for parts in zip(*partials))
 
 
 def aligned(g: torch.Tensor) -> torch.Tensor:
@@ -405,27 +446,19 @@ class _LocalRunner:
         return None, h0.to(self.device, self.dtype)
 
     def iteration(self, h, m_matrix, joint):
-        c, d = h.shape
-        t2 = torch.zeros(c, d, dtype=self.dtype, device=self.device)
-        wtw = torch.zeros(c, c, dtype=self.dtype, device=self.device)
-        loss = torch.zeros((), dtype=torch.float64, device=self.device)
-        for start, stop, g in self.cache:
-            if start not in self.cache.constants:
-                self.cache.constants[start] = pef_self_products(g)
-            w, t2_c, wtw_c, loss_c = chunk_step(g, self.w[start:stop], h, m_matrix, joint,
-                                                self.cache.constants[start])
+        def per_chunk(start, stop, g):
+            w, t2, wtw, loss = chunk_step(g, self.w[start:stop], h, m_matrix, joint, self.cache.constant(start, g))
             if joint:
                 self.w[start:stop] = w * self.mask[start:stop, None]
-            t2 += t2_c
-            wtw += wtw_c
-            loss += loss_c
-        return t2, wtw, loss
+            return t2, wtw, loss.double()
+
+        return self.cache.run_pass(per_chunk)
 
     def gather_w(self):
         return self.w.clone()
 
     def close(self):
-        pass
+        self.cache.close()
 
 
 class _Partition:
@@ -625,10 +658,15 @@ def fit_coefficients(decomposition: Decomposition | str | Path, store: PefStore 
     cache = ChunkCache(store, device=device, dtype=torch_dtype, budget=parse_bytes(memory_budget), n_components=c)
     from tqdm.auto import tqdm
 
-    for _ in tqdm(range(steps), desc="fit", unit="step", disable=not progress):
-        for start, stop, g in cache:
-            _, n = coefficient_numerator(g, h)
-            w[start:stop] = coefficient_update(w[start:stop], n, m_matrix)
+    def per_chunk(start, stop, g):
+        _, n = coefficient_numerator(g, h)
+        w[start:stop] = coefficient_update(w[start:stop], n, m_matrix)
+
+    try:
+        for _ in tqdm(range(steps), desc="fit", unit="step", disable=not progress):
+            cache.run_pass(per_chunk)
+    finally:
+        cache.close()
     coefficients = w.cpu().numpy()
     if out is not None:
         out = Path(out)

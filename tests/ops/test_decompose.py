@@ -284,7 +284,7 @@ def test_streamed_shards_are_read_in_pieces(tmp_path, monkeypatch):
     resident = decompose(store, 3, **kwargs)
     monkeypatch.setattr(module, "STREAM_PIECE_BYTES", 3 * 32 * 8)  # 1 example per piece
     cache = module.ChunkCache(store, device="cpu", dtype=torch.float64, budget=1, n_components=3)
-    assert [(a, b) for a, b, _ in cache][:3] == [(0, 1), (1, 2), (2, 3)]
+    assert [(a, b) for _, a, b, _ in cache.pieces()][:3] == [(0, 1), (1, 2), (2, 3)]
     streamed = decompose(store, 3, memory_budget=1, **kwargs)
     np.testing.assert_allclose(streamed["W"], resident["W"], rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(streamed["H"], resident["H"], rtol=1e-12, atol=1e-15)
@@ -302,3 +302,35 @@ def test_coefficient_update_flushes_subnormals_to_zero(dtype):
     assert out[0, 1] == 0.0  # would otherwise be a subnormal number
     np.testing.assert_allclose(out[0, [0, 2]].numpy(), [1.0, 0.5])
     assert not bool(((out > 0) & (out < tiny)).any())
+
+
+def test_each_pass_is_a_dask_graph(tmp_path, monkeypatch):
+    import dask.threaded
+
+    g = random_pefs(m=12, seed=2)
+    store = make_store(tmp_path / "s", g, shard=4)  # 3 shards
+    graphs = []
+    real_get = dask.threaded.get
+
+    def recording_get(graph, keys, **kwargs):
+        graphs.append(dict(graph))
+        return real_get(graph, keys, **kwargs)
+
+    monkeypatch.setattr(dask.threaded, "get", recording_get)
+    decompose(store, 2, warmup_steps=1, joint_steps=1, memory_budget=1)
+    assert len(graphs) == 2  # one graph per step
+    kinds = sorted(key[0] for key in graphs[0])
+    assert kinds.count("npeff-load") == 3 and kinds.count("npeff-chunk") == 3 and kinds.count("npeff-sum") == 2
+
+
+def test_a_corrupt_shard_stops_the_run_with_its_name(tmp_path):
+    from npeff.errors import StoreCorruptError
+    from npeff.store.pef_store import shard_data_path
+
+    store = make_store(tmp_path / "s", random_pefs(m=12, seed=2), shard=4)
+    path = shard_data_path(store.path, 1)
+    data = bytearray(path.read_bytes())
+    data[40] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreCorruptError, match="shard 1"):
+        decompose(store, 2, warmup_steps=1, joint_steps=1, memory_budget=1)
