@@ -28,6 +28,7 @@ bench: $(STAMP)
 	NUMBA_CACHE_DIR=$(CURDIR)/$(VENV)/numba-cache $(BIN)/python bench/build.py
 	NUMBA_CACHE_DIR=$(CURDIR)/$(VENV)/numba-cache $(BIN)/python bench/build.py --memory
 	$(BIN)/python bench/decompose.py
+	$(BIN)/python bench/subnormal.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
