@@ -23,6 +23,9 @@ DIRECTORY = click.Path(file_okay=False)
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
 @click.option("--memory-budget", default=None,
               help="Bytes of chunks kept resident (e.g. 2GB); the rest streams from disk each step.")
+@click.option("--device-memory-budget", default=None,
+              help="Of the resident chunks, bytes kept on the GPU (default: 90% of its free memory); "
+                   "the rest stays in host RAM and is copied over each step.")
 @click.option("--cluster", default=None,
               help="local:N (N dask workers in this process; with --device cuda, a LocalCUDACluster, "
                    "one process per GPU) or the address of a running dask.distributed scheduler.")
@@ -31,7 +34,7 @@ DIRECTORY = click.Path(file_okay=False)
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing decomposition at --out.")
 def decompose(store, out, n_components, warmup_steps, joint_steps, warmup_lr, joint_lr, seed, device, dtype,
-              memory_budget, cluster, checkpoint_every, resume, overwrite):
+              memory_budget, device_memory_budget, cluster, checkpoint_every, resume, overwrite):
     """Decompose the PEFs of STORE into C components (NPEFF, paper Algorithm 1).
 
     One pass over the store per step; data larger than memory streams from disk. Writes W [m, C],
@@ -42,7 +45,8 @@ def decompose(store, out, n_components, warmup_steps, joint_steps, warmup_lr, jo
 
     config = DecomposeConfig(n_components=n_components, warmup_steps=warmup_steps, joint_steps=joint_steps,
                              warmup_lr=warmup_lr, joint_lr=joint_lr, seed=seed, dtype=dtype)
-    result = run(store, config=config, out=out, device=device, memory_budget=memory_budget, cluster=cluster,
+    result = run(store, config=config, out=out, device=device, memory_budget=memory_budget,
+                 device_memory_budget=device_memory_budget, cluster=cluster,
                  checkpoint_every=checkpoint_every, resume=resume, overwrite=overwrite, progress=True,
                  command=command_line())
     losses = result.losses

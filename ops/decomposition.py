@@ -162,7 +162,9 @@ class ChunkCache:
     """The store as compute tensors, one pass at a time, scheduled by dask.
 
     Shards stay resident while within ``budget`` bytes; the others are read again every pass, in
-    pieces of at most :data:`STREAM_PIECE_BYTES`. :meth:`run_pass` runs one pass as a dask graph:
+    pieces of at most :data:`STREAM_PIECE_BYTES`. Resident shards live on the compute device while
+    within ``device_budget`` bytes (default: all of them on a CPU; on a GPU, 90% of its free memory
+    less W and the pieces in flight), the rest in host memory (pinned), copied over each pass. :meth:`run_pass` runs one pass as a dask graph:
     a load task and a compute task per piece, and a tree reduction of the compute tasks' partial
     sums, on dask's threaded scheduler with two threads. Compute tasks take turns (torch already
     uses every core), so the second thread loads the next pieces while one computes: I/O overlaps
@@ -170,7 +172,7 @@ class ChunkCache:
     """
 
     def __init__(self, store: PefStore, *, device: str, dtype: torch.dtype, budget: int | None,
-                 n_components: int = 0):
+                 n_components: int = 0, device_budget: int | None = None):
         self.store, self.device, self.dtype = store, device, dtype
         per_value = torch.empty((), dtype=dtype).element_size()
         per_example = store.rank * store.dim * per_value
@@ -183,13 +185,21 @@ class ChunkCache:
             budget -= 3 * store.num_examples * n_components * per_value
             if sum(sizes) > budget:
                 budget -= 3 * min(self.piece_examples, max(s.num_examples for s in store.shards)) * per_example
+        if device_budget is None and torch.device(device).type == "cuda":
+            free, _ = torch.cuda.mem_get_info(torch.device(device))
+            in_flight = 3 * min(self.piece_examples, max(s.num_examples for s in store.shards)) * per_example
+            device_budget = int(0.9 * free) - 3 * store.num_examples * n_components * per_value - in_flight
         self.resident: dict[int, torch.Tensor | None] = {}
-        used = 0
+        self.on_device: dict[int, bool] = {}  # resident shard -> on the compute device (else host)
+        used = on_device = 0
         for shard, size in zip(store.shards, sizes):
             if budget is None or used + size <= budget:
                 used += size
                 self.resident[shard.index] = None  # filled on first read
+                self.on_device[shard.index] = device_budget is None or on_device + size <= device_budget
+                on_device += size if self.on_device[shard.index] else 0
         self.resident_bytes = used
+        self.device_bytes = on_device
         self.constants: dict[int, torch.Tensor] = {}
         self._compute_lock = threading.Lock()
         self._pool = None
@@ -208,11 +218,18 @@ class ChunkCache:
     def load(self, shard: int, start: int, stop: int, resident: bool) -> torch.Tensor:
         """Examples ``[start, stop)`` as a compute tensor (a resident shard is read once)."""
         if resident and self.resident[shard] is not None:
-            return self.resident[shard]
-        g = torch.from_numpy(self.store.read(start, stop)).to(device=self.device, dtype=self.dtype)
-        if resident:
-            g = self.resident[shard] = aligned(g)
-        return g
+            return self.resident[shard].to(self.device, non_blocking=True)
+        g = torch.from_numpy(self.store.read(start, stop)).to(dtype=self.dtype)
+        if not resident:
+            return g.to(self.device)
+        if self.on_device[shard]:
+            g = self.resident[shard] = aligned(g.to(self.device))
+            return g
+        host = aligned(g)
+        if torch.device(self.device).type == "cuda":
+            host = host.pin_memory()
+        self.resident[shard] = host
+        return host.to(self.device, non_blocking=True)
 
     def _compute(self, per_chunk, start: int, stop: int, g: torch.Tensor):
         with self._compute_lock:
@@ -308,6 +325,7 @@ def decompose(
     out: str | Path | None = None,
     device: str = "cpu",
     memory_budget: int | str | None = None,
+    device_memory_budget: int | str | None = None,
     cluster: str | None = None,
     checkpoint_every: int = 0,
     resume: bool = False,
@@ -325,8 +343,12 @@ def decompose(
             without it, a dict with ``W``, ``H``, ``losses`` is returned.
         device: torch device of the contractions.
         memory_budget: bytes (or ``"2GB"``) of chunks kept resident; the rest is re-read every
-            iteration with read-ahead. None: everything resident.
-        cluster: ``"local:N"`` (a LocalCluster of N worker processes) or a scheduler address.
+            iteration, loads overlapping compute. None: everything resident.
+        device_memory_budget: bytes of the resident chunks kept on the compute device (default:
+            all on a CPU; 90% of the free memory of a GPU, less W and the pieces in flight); the
+            other resident chunks stay in host memory and are copied over each iteration.
+        cluster: ``"local:N"`` (N workers in this process; a LocalCUDACluster with ``cuda``) or
+            the address of a dask.distributed scheduler.
         checkpoint_every: write H, W, the step and the losses every K steps (needs ``out``).
         resume: continue from the checkpoint in ``out``.
 
@@ -342,6 +364,7 @@ def decompose(
     elif n_components is not None or overrides:
         raise InvalidArgumentError("give either config or n_components and keywords, not both")
     budget = parse_bytes(memory_budget)
+    device_budget = parse_bytes(device_memory_budget)
     dtype = _DTYPES[config.dtype]
     mask = _ok_mask(store, device, dtype)
     if not bool(mask.any()):
@@ -360,7 +383,8 @@ def decompose(
             raise InvalidArgumentError(f"nothing to resume: {out_path} has no checkpoint")
         w0, h0, start, losses = _load_checkpoint(checkpoint, config, store)
 
-    runner = _DistributedRunner(store, cluster, dtype, device) if cluster else _LocalRunner(store, device, dtype, budget, config.n_components)
+    runner = _DistributedRunner(store, cluster, dtype, device) if cluster else _LocalRunner(
+        store, device, dtype, budget, config.n_components, device_budget)
     try:
         w, h = runner.start(w0, h0, mask)
         from tqdm.auto import tqdm
@@ -436,9 +460,10 @@ def _load_checkpoint(path: Path, config: DecomposeConfig, store: PefStore):
 
 
 class _LocalRunner:
-    def __init__(self, store, device, dtype, budget, n_components):
+    def __init__(self, store, device, dtype, budget, n_components, device_budget=None):
         self.store, self.device, self.dtype = store, device, dtype
-        self.cache = ChunkCache(store, device=device, dtype=dtype, budget=budget, n_components=n_components)
+        self.cache = ChunkCache(store, device=device, dtype=dtype, budget=budget, n_components=n_components,
+                                device_budget=device_budget)
 
     def start(self, w0, h0, mask):
         self.mask = mask

@@ -334,3 +334,28 @@ def test_a_corrupt_shard_stops_the_run_with_its_name(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(StoreCorruptError, match="shard 1"):
         decompose(store, 2, warmup_steps=1, joint_steps=1, memory_budget=1)
+
+
+def test_resident_chunks_beyond_the_device_budget_stay_in_host_memory(tmp_path, monkeypatch):
+    """The two tiers of residency (device, then host). On a CPU both are host memory, so this
+    checks the bookkeeping and that results do not change; the copies themselves need a GPU."""
+    import npeff.ops.decomposition as module
+
+    g = random_pefs(m=12, seed=5)
+    store = make_store(tmp_path / "s", g, shard=4)  # 3 shards of 4 * 3 * 32 float64 = 3072 bytes
+    cache = module.ChunkCache(store, device="cpu", dtype=torch.float64, budget=None, device_budget=3072)
+    assert cache.on_device == {0: True, 1: False, 2: False} and cache.device_bytes == 3072
+    kwargs = dict(warmup_steps=2, joint_steps=3, warmup_lr=0.05, joint_lr=0.05, dtype="float64")
+    everything = decompose(store, 3, **kwargs)
+    loads = []
+    real_load = module.ChunkCache.load
+    monkeypatch.setattr(module.ChunkCache, "load", lambda self, *a: loads.append(a) or real_load(self, *a))
+    reads = []
+    real_read = store.read
+    monkeypatch.setattr(store, "read", lambda *a: reads.append(a) or real_read(*a))
+    tiered = decompose(store, 3, device_memory_budget=3072, **kwargs)
+    np.testing.assert_allclose(tiered["W"], everything["W"], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(tiered["H"], everything["H"], rtol=1e-12, atol=1e-15)
+    assert len(loads) == 3 * 5 and sorted(reads) == [(0, 4), (4, 8), (8, 12)]  # resident: read once
+    with pytest.raises(InvalidArgumentError, match="memory budget must look like"):
+        decompose(store, 3, device_memory_budget="most of it")
