@@ -9,6 +9,9 @@ Parts (all CPU here; add --device cuda on a GPU machine):
 * ``outofcore``: a store 4x the memory budget; peak RSS (fresh process) and time per iteration,
   against reading the store's bytes once and against the all-resident compute time.
 * ``cluster``: ``--cluster local:2`` against one process on the same cores.
+* ``sst2`` (not run by default; ~8 GB of disk and RAM): the paper's SST2 size, all resident and
+  with a budget of a quarter of the data, against the FLOP bound at the measured GEMM rate
+  (``--parts sst2 --device cuda`` on a GPU machine).
 
 Time per iteration: npeff's own per-step timings (median of the steps after the first, which also
 loads the resident chunks); the naive implementation's median over the same number of steps.
@@ -162,6 +165,48 @@ def outofcore(tmp, args):
             "peak_rss_above_budget_GB": streamed["peak_rss_MB"] * 2**20 / 1e9 - budget / 1e9}
 
 
+def gemm_flops_per_s(device, d, c, rows=8192, repeats=5):
+    """This machine's float32 GEMM rate on the decomposition's shape ``[rows, d] x [d, C]``."""
+    a = torch.randn(rows, d, device=device)
+    b = torch.randn(d, c, device=device)
+    times = []
+    for _ in range(repeats + 1):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        a @ b
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return 2 * rows * d * c / float(np.median(times[1:]))
+
+
+def sst2(tmp, args):
+    """The paper's SST2 size (m = 60000, r = 2, d = 16384, C = 512): all resident and with a budget
+    of a quarter of the data, against the FLOP bound of the two big GEMMs per step (B = G H^T and
+    T2 = (W * B)^T G, 2 m r d C flops each) at this machine's measured GEMM rate."""
+    m, r, d, c = args.sst2_m, 2, 16384, 512
+    store = make_store(tmp / "sst2", m, r, d)
+    rate = gemm_flops_per_s(args.device, d, c)
+    flop_bound = 4 * m * r * d * c / rate
+    resident = per_iteration(lambda k: npeff_run(store, c, k, device=args.device), args.steps)
+    budget = m * r * d * 4 // 4
+    streamed = per_iteration(lambda k: npeff_run(store, c, k, device=args.device, memory_budget=budget),
+                             args.steps)
+    from bench_store_helpers import drop_cache, files_below
+
+    drop_cache(files_below(store.path))
+    start = time.perf_counter()
+    for _chunk in store.iter_chunks():
+        pass
+    read = time.perf_counter() - start
+    return {"m": m, "r": r, "d": d, "C": c, "device": args.device, "store_GB": m * r * d * 4 / 1e9,
+            "gemm_GFLOP_per_s": rate / 1e9, "flop_bound_s": flop_bound,
+            "resident_s_per_iter": resident, "resident_over_flop_bound": resident / flop_bound,
+            "budget_GB": budget / 1e9, "streamed_s_per_iter": streamed, "read_store_s": read,
+            "streamed_over_max_read_compute": streamed / max(read, resident)}
+
+
 def cluster(tmp, args):
     m = 32768
     store = make_store(tmp / "cluster", m, 4, 2048, shard_examples=4096)
@@ -183,6 +228,8 @@ def main():
     parser.add_argument("--linear-m", type=int, default=8192)
     parser.add_argument("--ooc-gb", type=float, default=2.0, help="out-of-core store size (budget = 1/4)")
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="torch device of the sst2 part")
+    parser.add_argument("--sst2-m", type=int, default=60000, help="examples in the sst2 part")
     parser.add_argument("--dir", default="bench/results/decompose-bench")
     parser.add_argument("--json")
     args = parser.parse_args()

@@ -138,7 +138,8 @@ def chunk_step(g, w, h, m, joint: bool, constant):
     if joint:
         w = coefficient_update(w, n, m)
     k, r, d = g.shape
-    t2 = -4.0 * ((w[:, None, :] * b).reshape(k * r, -1).T @ g.reshape(k * r, d))
+    # the factor -4 (a power of two: exact) scales the small [k, r, C] operand, not the [C, d] result
+    t2 = ((-4.0 * w)[:, None, :] * b).reshape(k * r, -1).T @ g.reshape(k * r, d)
     wtw = w.T @ w
     loss = constant - 2.0 * (w * n).sum() + ((w @ m) * w).sum()
     return w, t2, wtw, loss
@@ -271,10 +272,14 @@ class ChunkCache:
             self._pool = None
 
 
-def _add_partials(*partials):
-    if partials[0] is None:
+def _add_partials(first, second):
+    """Sum two tuples of partial sums into the first (its tensors are the graph's own temporaries:
+    adding in place saves allocating and faulting in a fresh [C, d] tensor per piece)."""
+    if first is None:
         return None
-    return tuple(sum(parts) for parts in zip(*partials))
+    for total, part in zip(first, second):
+        total.add_(part)
+    return first
 
 
 def aligned(g: torch.Tensor) -> torch.Tensor:
