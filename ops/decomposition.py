@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -165,10 +164,12 @@ class ChunkCache:
     Shards stay resident while within ``budget`` bytes; the others are read again every pass, in
     pieces of at most :data:`STREAM_PIECE_BYTES`. Resident shards live on the compute device while
     within ``device_budget`` bytes (default: all of them on a CPU; on a GPU, 90% of its free memory
-    less W and the pieces in flight), the rest in host memory (pinned), copied over each pass. :meth:`run_pass` runs one pass as a dask graph:
-    a load task and a compute task per piece, and a tree reduction of the compute tasks' partial
-    sums, on dask's threaded scheduler with two threads. Compute tasks take turns (torch already
-    uses every core), so the second thread loads the next pieces while one computes: I/O overlaps
+    less W and the pieces in flight), the rest in host memory (pinned), copied over each pass.
+
+    :meth:`run_pass` runs one pass as a dask graph: a load task and a compute task per piece, and
+    a tree reduction of the compute tasks' partial sums, on dask's threaded scheduler with two
+    threads. Compute tasks hand their contraction to one compute thread, so they take turns (torch
+    already uses every core) while the other dask thread loads the next pieces: I/O overlaps
     compute, and dask's ordering keeps the pieces in flight to about three.
     """
 
@@ -202,7 +203,7 @@ class ChunkCache:
         self.resident_bytes = used
         self.device_bytes = on_device
         self.constants: dict[int, torch.Tensor] = {}
-        self._compute_lock = threading.Lock()
+        self._compute_thread = None
         self._pool = None
 
     def pieces(self) -> list[tuple[int, int, int, bool]]:
@@ -233,8 +234,11 @@ class ChunkCache:
         return host.to(self.device, non_blocking=True)
 
     def _compute(self, per_chunk, start: int, stop: int, g: torch.Tensor):
-        with self._compute_lock:
-            return per_chunk(start, stop, g)
+        # one thread runs every contraction: they take turns (torch already uses every core) and
+        # share one OpenMP team, instead of a team per dask thread spinning while the other works
+        if self._compute_thread is None:
+            self._compute_thread = ThreadPoolExecutor(1, thread_name_prefix="npeff-compute")
+        return self._compute_thread.submit(per_chunk, start, stop, g).result()
 
     def constant(self, start: int, g: torch.Tensor) -> torch.Tensor:
         """The piece's constant loss term ``sum_i ||G_i^T G_i||^2`` (computed once)."""
@@ -267,9 +271,10 @@ class ChunkCache:
         return dask.threaded.get(graph, level[0], pool=self._pool)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        for pool in (self._pool, self._compute_thread):
+            if pool is not None:
+                pool.shutdown()
+        self._pool = self._compute_thread = None
 
 
 def _add_partials(first, second):
