@@ -102,11 +102,16 @@ def inmemory(tmp, args):
 
 def linear(tmp, args):
     r, d, c = 4, 2048, 128
+    factors = (1, 2, 4)
+    stores = {f: make_store(tmp / f"lin{f}", args.linear_m * f, r, d, seed=f) for f in factors}
+    # the sizes in turn, three rounds, steps pooled: one slow minute must not land on one size
+    steps = {f: [] for f in factors}
+    for _ in range(3):
+        for f in factors:
+            steps[f] += list(npeff_run(stores[f], c, args.steps + 1)[1:])
     rows = []
-    for factor in (1, 2, 4):
-        m = args.linear_m * factor
-        store = make_store(tmp / f"lin{factor}", m, r, d, seed=factor)
-        t = per_iteration(lambda k: npeff_run(store, c, k), args.steps)
+    for f in factors:
+        m, t = args.linear_m * f, float(np.median(steps[f]))
         rows.append({"m": m, "s_per_iter": t, "s_per_iter_per_m": t / m})
     base = rows[0]["s_per_iter_per_m"]
     for row in rows:
