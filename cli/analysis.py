@@ -56,19 +56,11 @@ def top_examples(decomposition, store, k, components, as_json):
         if not entry["examples"]:
             click.echo("  (no example has a non-zero coefficient)")
         for e in entry["examples"]:
-            label = _label(e["label"], names)
-            prediction = _label(e["prediction"], names)
+            label = analysis.label_name(e["label"], names)
+            prediction = analysis.label_name(e["prediction"], names)
             text = textwrap.shorten(e["text"] or "", width=90, placeholder="...")
             click.echo(f"  {e['rank']:>3}  #{e['example_index']:<7} {e['coefficient']:10.4g}  "
                        f"label {label:<10} pred {prediction:<10} {text}")
-
-
-def _label(value, names) -> str:
-    if value is None:
-        return "-"
-    if names is not None and 0 <= value < len(names):
-        return names[value].strip()
-    return str(value)
 
 
 @click.command(context_settings=HELP)
@@ -102,8 +94,8 @@ def tunings(decomposition, store, as_json):
     for c in result.components:
         if c.prediction_tuned or c.label_tuned:
             flags = ", ".join(
-                part for part in (f"prediction {_label(c.prediction, names)}" if c.prediction_tuned else "",
-                                  f"label {_label(c.label, names)}" if c.label_tuned else "",
+                part for part in (f"prediction {analysis.label_name(c.prediction, names)}" if c.prediction_tuned else "",
+                                  f"label {analysis.label_name(c.label, names)}" if c.label_tuned else "",
                                   "LnP" if c.lnp else "") if part)
             click.echo(f"  component {c.component:>4}: {flags}")
 

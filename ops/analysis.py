@@ -66,10 +66,8 @@ def top_indices(W: Any, k: int, components: Sequence[int] | None = None) -> dict
     result = {}
     for c in _component_list(components, n_components):
         column = W[:, c]
-        positive = np.flatnonzero(column > 0)
-        # lexsort: last key is primary; stable by index on ties
-        order = positive[np.lexsort((positive, -column[positive]))]
-        result[c] = order[:k]
+        positive = np.flatnonzero(column > 0)  # in index order, which a stable sort keeps on ties
+        result[c] = positive[np.argsort(-column[positive], kind="stable")[:k]]
     return result
 
 
@@ -151,11 +149,13 @@ class Tunings:
         return {"summary": self.summary(), "components": [c.to_dict() for c in self.components]}
 
 
-def compute_tunings(W: Any, labels: Sequence, predictions: Sequence, *, top: int = TUNING_TOP) -> Tunings:
+def compute_tunings(W: Any, labels: Sequence, predictions: Sequence, *, top: int = TUNING_TOP,
+                    tops: dict[int, np.ndarray] | None = None) -> Tunings:
     """The paper's automated tuning analysis of every component of ``W``.
 
     ``labels`` and ``predictions`` hold one entry per example (None where unknown). A component needs
-    ``top`` examples with a non-zero coefficient to be included.
+    ``top`` examples with a non-zero coefficient to be included. ``tops``: the caller's
+    :func:`top_indices` of every component for some ``k >= top``, to sort each column only once.
     """
     W = _as_matrix(W)
     m = W.shape[0]
@@ -165,11 +165,12 @@ def compute_tunings(W: Any, labels: Sequence, predictions: Sequence, *, top: int
         raise InvalidArgumentError(f"W has {m} examples but got {len(labels)} labels and "
                                    f"{len(predictions)} predictions")
     counts = nonzero_counts(W)
-    tops = top_indices(W, min(top, m))
+    if tops is None:
+        tops = top_indices(W, min(top, m))
     result = []
     for c in range(W.shape[1]):
         included = bool(counts[c] >= top)
-        idx = tops[c]
+        idx = tops[c][:top]
         result.append(ComponentTuning(
             component=c, n_nonzero=int(counts[c]), included=included,
             prediction=_shared_value(predictions[idx]) if included else None,
@@ -283,6 +284,15 @@ def example_columns(store) -> dict[str, list]:
             for name in ("example_index", "source_id", "text", "label", "prediction", "status")}
 
 
+def label_name(value: Any, names: Sequence[str] | None) -> str:
+    """A class index as its name when the store knows it (``-`` for a missing value)."""
+    if value is None:
+        return "-"
+    if names is not None and isinstance(value, int) and 0 <= value < len(names):
+        return names[value].strip()
+    return str(value)
+
+
 def label_names(store) -> list[str] | None:
     spec = store.config.pef_spec or {}
     names = spec.get("label_names") or spec.get("labels")
@@ -339,5 +349,5 @@ def compare(decomposition_a, decomposition_b, store=None, *, top: int = TUNING_T
 
 
 __all__ = ["TUNING_TOP", "ComponentTuning", "Tunings", "check_belongs", "compare", "compute_tunings",
-           "cosine_matrix", "label_names", "nonzero_counts", "open_store_for", "similarity_score",
+           "cosine_matrix", "label_name", "label_names", "nonzero_counts", "open_store_for", "similarity_score",
            "split_map", "top_examples", "top_indices", "tunings"]

@@ -144,6 +144,13 @@ def chunk_step(g, w, h, m, joint: bool, constant):
     return w, t2, wtw, loss
 
 
+def masked_chunk_step(g, w, mask, h, m, joint: bool, constant):
+    """:func:`chunk_step` with the examples that are not ``ok`` kept at zero; returns the new W
+    rows and the partial sums ``(T2, W^T W, loss)`` (loss in float64)."""
+    w_new, t2, wtw, loss = chunk_step(g, w, h, m, joint, constant)
+    return (w_new * mask[:, None] if joint else w), (t2, wtw, loss.double())
+
+
 def pef_self_products(g: torch.Tensor) -> torch.Tensor:
     """``sum_i ||G_i^T G_i||_F^2`` of a chunk, via the small ``G_i G_i^T`` (the loss's constant)."""
     gram = g @ g.transpose(1, 2)
@@ -151,7 +158,7 @@ def pef_self_products(g: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------------
-# Local scheduler: resident chunks within the budget, the rest streamed with read-ahead
+# Local scheduler: resident chunks within the budget, the rest streamed, loads overlapping compute
 
 
 #: streamed shards are read in pieces of at most this many bytes (whole inner chunks)
@@ -183,7 +190,7 @@ class ChunkCache:
         sizes = [s.num_examples * per_example for s in store.shards]
         if budget is not None:
             # the budget also covers W (with its update temporaries) and, when anything streams,
-            # the pieces in flight: the one computed on, the one read ahead and the reader's copy
+            # the pieces in flight: the one computed on, one loaded and waiting, one being loaded
             budget -= 3 * store.num_examples * n_components * per_value
             if sum(sizes) > budget:
                 budget -= 3 * min(self.piece_examples, max(s.num_examples for s in store.shards)) * per_example
@@ -364,7 +371,7 @@ def decompose(
 
     Notes:
         Memory: ``W`` ``[m, C]`` and ``H`` ``[C, d]`` plus the resident chunks (at most the budget)
-        and two streamed chunks (one computed on, one read ahead).
+        and at most three streamed pieces of 32 MiB (one computed on, two loaded or loading).
     """
     store = store if isinstance(store, PefStore) else open_store(store)
     _check_store(store)
@@ -482,10 +489,9 @@ class _LocalRunner:
 
     def iteration(self, h, m_matrix, joint):
         def per_chunk(start, stop, g):
-            w, t2, wtw, loss = chunk_step(g, self.w[start:stop], h, m_matrix, joint, self.cache.constant(start, g))
-            if joint:
-                self.w[start:stop] = w * self.mask[start:stop, None]
-            return t2, wtw, loss.double()
+            self.w[start:stop], partials = masked_chunk_step(g, self.w[start:stop], self.mask[start:stop], h,
+                                                             m_matrix, joint, self.cache.constant(start, g))
+            return partials
 
         return self.cache.run_pass(per_chunk)
 
@@ -525,15 +531,12 @@ class _Partition:
     def step(self, h: torch.Tensor, m_matrix: torch.Tensor, joint: bool):
         """One iteration over this partition's chunks; the summed partials, on the CPU."""
         h, m_matrix = h.to(self.device), m_matrix.to(self.device)
-        t2 = wtw = loss = None
+        total = None
         for i, g in enumerate(self.g):
-            w, t2_c, wtw_c, loss_c = chunk_step(g, self.w[i], h, m_matrix, joint, self.constants[i])
-            if joint:
-                self.w[i] = w * self.mask[i][:, None]
-            loss_c = loss_c.double()
-            t2, wtw, loss = ((t2_c, wtw_c, loss_c) if t2 is None
-                             else (t2 + t2_c, wtw + wtw_c, loss + loss_c))
-        return t2.cpu(), wtw.cpu(), loss.cpu()
+            self.w[i], partials = masked_chunk_step(g, self.w[i], self.mask[i], h, m_matrix, joint,
+                                                    self.constants[i])
+            total = partials if total is None else _add_partials(total, partials)
+        return tuple(part.cpu() for part in total)
 
     def coefficients(self) -> list[torch.Tensor]:
         return [part.cpu() for part in self.w]
@@ -607,8 +610,8 @@ class _DistributedRunner:
         if not workers:
             raise InvalidArgumentError("the dask cluster has no workers")
         shards = self.store.shards
-        self.ranges = [[(s.start, s.stop) for s in shards[i::len(workers)]] for i in range(len(workers))]
-        homes = [(address, ranges) for address, ranges in zip(workers, self.ranges) if ranges]
+        homes = [(address, [(s.start, s.stop) for s in shards[i::len(workers)]])
+                 for i, address in enumerate(workers[:len(shards)])]  # shard i on worker i mod N
         futures = [client.submit(_Partition, str(self.store.path), ranges, self.name, self.device, workers=[address],
                                  allow_other_workers=False, actor=True, pure=False)
                    for address, ranges in homes]
@@ -630,14 +633,11 @@ class _DistributedRunner:
         return t2.to(h.device), wtw.to(h.device), loss.to(h.device)
 
     def gather_w(self):
-        w = torch.empty(self.store.num_examples, 0, dtype=self.dtype)
         parts = {}
         for partition, ranges in zip(self.partitions, self.ranges):
             for (start, _), rows in zip(ranges, partition.coefficients().result()):
                 parts[start] = rows
-        if parts:
-            w = torch.cat([parts[start] for start in sorted(parts)])
-        return w
+        return torch.cat([parts[start] for start in sorted(parts)])
 
     def close(self):
         import logging

@@ -77,11 +77,11 @@ def plots(W: np.ndarray, losses: np.ndarray, warmup_steps: int | None) -> list[d
 
 
 def _name(value: Any, names: Sequence[str] | None) -> str:
+    """A class as ``name (index)`` in the report, empty when missing."""
     if value is None:
         return ""
-    if names is not None and isinstance(value, int) and 0 <= value < len(names):
-        return f"{names[value].strip()} ({value})"
-    return str(value)
+    name = analysis.label_name(value, names)
+    return name if name == str(value) else f"{name} ({value})"
 
 
 def _text(value: Any) -> str:
@@ -127,8 +127,8 @@ def build_report(decomposition, store=None, *, k: int = 16) -> str:
     k = min(k, W.shape[0])
     columns = analysis.example_columns(store)
     names = analysis.label_names(store)
-    tunings = analysis.compute_tunings(W, columns["label"], columns["prediction"])
-    tops = analysis.top_indices(W, k)
+    tops = analysis.top_indices(W, min(max(k, analysis.TUNING_TOP), W.shape[0]))  # each column sorted once
+    tunings = analysis.compute_tunings(W, columns["label"], columns["prediction"], tops=tops)
     mass = W.sum(axis=0)
     components = []
     for tuning in tunings.components:
@@ -142,7 +142,7 @@ def build_report(decomposition, store=None, *, k: int = 16) -> str:
                 "rank": rank + 1, "coefficient": float(W[i, c]), "source_id": columns["source_id"][i] or "",
                 "label_text": _name(columns["label"][i], names),
                 "prediction_text": _name(columns["prediction"][i], names), "text": columns["text"][i] or "",
-            } for rank, i in enumerate(tops[c])],
+            } for rank, i in enumerate(tops[c][:k])],
         })
     config = decomposition.manifest.get("config") or {}
     store_rows, decomposition_rows = _settings(store, decomposition)

@@ -26,7 +26,9 @@ def test_report_content(case):
     assert page.count("<svg") == 3  # loss curve, coefficients, component sizes
     assert "&lt;script&gt;document.title" in page and "<script>document.title" not in page  # escaped
     assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing fetched from the network
-    assert "LnP" in page and "25.0%" in page
+    assert "<b>25.0%</b>LnP-tuned" in page and "<b>50.0%</b>prediction-tuned" in page
+    lnp_badges = re.findall(r'id="component-(\d+)"(?:(?!id="component-).)*?class="badge b-lnp"', page, re.S)
+    assert lnp_badges == ["1"]  # only component 1 is label- but not prediction-tuned
     assert store.fingerprint in page
 
 
