@@ -66,9 +66,9 @@ def task(labels=64):
 def npeff_rows(net, tok, data, pef, dim, batch_size):
     """Normalised PEFs of ``data`` through build_store's own batch routine (no store I/O)."""
     from npeff.ops import build as build_module
-    from npeff.ops.formulations import make_formulation
-    from npeff.ops.pef import eps_matrix, finish_pefs
-    from npeff.ops.per_example import select_parameters
+    from npeff.ops.pef.formulations import make_formulation
+    from npeff.ops.pef.spec import eps_matrix, finish_pefs
+    from npeff.ops.pef.per_example import select_parameters
 
     included, layout = select_parameters(net)
     wanted = {id(i.param) for i in included}
@@ -90,8 +90,8 @@ def npeff_rows(net, tok, data, pef, dim, batch_size):
 
 def naive_rows(net, tok, data, pef, dim, layout):
     from npeff.cuda_ops import project
-    from npeff.ops.formulations import LabelTokens
-    from npeff.ops.pef import eps_matrix, finish_pefs, objective_rows
+    from npeff.ops.pef.formulations import LabelTokens
+    from npeff.ops.pef.spec import eps_matrix, finish_pefs, objective_rows
 
     params = dict(net.named_parameters())
     chosen = [params[n] for n in layout.names]

@@ -55,7 +55,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from npeff.ops.analysis import similarity_score
-    from npeff.ops.demo_pipeline import DemoSettings, run_demo
+    from npeff.ops.demo.pipeline import DemoSettings, run_demo
     from npeff.store import open_store
 
     settings = DemoSettings()

@@ -51,9 +51,9 @@ def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, g
       npeff build ./my-model --data reviews.jsonl --task sst2.yaml --out sst2.store --eps 8
     """
     from npeff.errors import InvalidArgumentError
-    from npeff.ops.build import build_store, load_examples, load_model_and_tokenizer, parse_shard
+    from npeff.ops.pef.build import build_store, load_examples, load_model_and_tokenizer, parse_shard
     from npeff.ops.pef import PefSpec
-    from npeff.ops.tasks import TaskSpec
+    from npeff.ops.pef.tasks import TaskSpec
 
     if gradient and eps_rows is not None:
         raise InvalidArgumentError("--gradient and --eps exclude each other")

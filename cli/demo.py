@@ -22,7 +22,7 @@ def check_projection(log2_n: int, dim: int, rows: int, seed: int, backend: str) 
     Prints throughput, how well inner products and norms survive the projection (relative to the
     Johnson-Lindenstrauss scale 1/sqrt(d)), block additivity and the adjoint identity.
     """
-    from npeff.ops.demo import projection_demo
+    from npeff.ops.demo.projection import projection_demo
 
     report = projection_demo(n=2**log2_n, d=dim, rows=rows, seed=seed, backend=backend)
     click.echo(f"projected {rows} vectors of length {report['n']:,} to d={dim} "
@@ -56,7 +56,7 @@ def demo(out: str, overwrite: bool, quick: bool, seed: int) -> None:
     well the components align with the planted strategies. Exits 1 when fewer than half of the
     analysed components align.
     """
-    from npeff.ops.demo_pipeline import DemoSettings, run_demo
+    from npeff.ops.demo.pipeline import DemoSettings, run_demo
 
     settings = DemoSettings(seed=seed)
     if quick:

@@ -19,7 +19,7 @@ def info(store: str, as_json: bool) -> None:
     """Describe a PEF store: shape, size on disk, projection spec, parameters, model, PEF spec,
     provenance and the compatibility fingerprint (equal fingerprints: mergeable stores)."""
     from npeff.store import open_store
-    from npeff.store.sharing import format_info, store_info
+    from npeff.store import format_info, store_info
 
     description = store_info(open_store(store))
     click.echo(json.dumps(description, indent=1) if as_json else format_info(description))
@@ -34,7 +34,7 @@ def verify(store: str, quiet: bool) -> None:
     Exits with status 1 and names the bad shard when anything is wrong.
     """
     from npeff.errors import StoreCorruptError
-    from npeff.store.sharing import verify_store
+    from npeff.store import verify_store
 
     report = verify_store(store, progress=not quiet)
     for note in report.notes:
@@ -60,7 +60,7 @@ def merge(out: str, stores: tuple[str, ...], overwrite: bool) -> None:
     whose projection spec, parameter layout, kind, shape, dtype, model or PEF spec differ are
     refused, with the differences shown.
     """
-    from npeff.store.sharing import merge_stores
+    from npeff.store import merge_stores
 
     merged = merge_stores(out, stores, overwrite=overwrite, progress=True, command=command_line())
     click.echo(f"merged {len(stores)} stores into {merged.path}: {merged.num_examples:,} examples, "
@@ -79,7 +79,7 @@ def export(store: str, out: str, fmt: str, overwrite: bool) -> None:
     With --format hf, OUT loads with datasets.load_dataset("parquet", data_files="OUT/data/*.parquet")
     or datasets.load_dataset("OUT").
     """
-    from npeff.store.sharing import export_hf
+    from npeff.store import export_hf
 
     path = export_hf(store, out, overwrite=overwrite, progress=True)
     click.echo(f"exported {store} to {path} ({fmt})")

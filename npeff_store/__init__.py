@@ -4,6 +4,7 @@ from npeff.store.decomposition import Decomposition, open_decomposition
 from npeff.store.manifest import ModelIdentity, ParameterLayout, StoreConfig, StoreManifest
 from npeff.store.pef_store import PefStore, PefStoreWriter, StoreChunk, create_store, open_store
 from npeff.store.schema import EXAMPLE_SCHEMA
+from npeff.store.sharing import VerifyReport, export_hf, format_info, merge_stores, store_info, verify_store
 
 __all__ = [
     "Decomposition",
@@ -18,4 +19,10 @@ __all__ = [
     "StoreManifest",
     "create_store",
     "open_store",
+    "VerifyReport",
+    "export_hf",
+    "format_info",
+    "merge_stores",
+    "store_info",
+    "verify_store",
 ]

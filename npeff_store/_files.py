@@ -1,30 +1,121 @@
-"""Small file helpers: staged atomic writes and content checksums."""
+"""File helpers shared by every on-disk format: staged atomic writes, output directories that are
+never clobbered unasked, JSON that maps parse errors to :class:`CorruptError`, content checksums."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
+from typing import IO, Callable, Iterator
 
 import xxhash
 
+from npeff.errors import CorruptError, NotFoundError, OutputExistsError
+
 CHECKSUM_ALGORITHM = "xxh3_128"
 _READ_BLOCK = 1 << 24
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once at import: files get the usual permissions, not tempfile's 0600
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
-    """Write ``path.partial`` then ``os.replace`` it over ``path``: readers see old or new, never half."""
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as handle:
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb", *, fsync: bool = True) -> Iterator[IO]:
+    """Open a uniquely named temporary file beside ``path``; on success it replaces ``path``.
+
+    Readers see the old file or the new one, never half of one. On an error the temporary file
+    is removed and ``path`` is untouched. The name ends in ``.partial`` (ignored by stores).
+    """
+    path = Path(path)
+    handle = tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", suffix=".partial",
+                                         delete=False, **({} if "b" in mode else {"encoding": "utf-8"}))
+    try:
+        os.chmod(handle.name, 0o666 & ~_UMASK)
+        with handle:
+            yield handle
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(handle.name)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
+    with atomic_write(path, "wb", fsync=fsync) as handle:
         handle.write(data)
-        if fsync:
-            handle.flush()
-            os.fsync(handle.fileno())
-    os.replace(partial, path)
 
 
-def atomic_write_json(path: Path, payload: dict) -> None:
+def atomic_write_json(path: str | os.PathLike, payload: dict) -> None:
+    """Write ``payload`` as indented JSON to ``path`` atomically."""
     atomic_write_bytes(path, (json.dumps(payload, indent=1, sort_keys=False) + "\n").encode())
+
+
+def read_json(path: str | os.PathLike, *, what: str = "file", missing: type[NotFoundError] = NotFoundError,
+              corrupt: type[CorruptError] = CorruptError) -> dict:
+    """The JSON object in ``path``.
+
+    Raises:
+        missing (a :class:`NotFoundError`): ``path`` does not exist.
+        corrupt (a :class:`CorruptError`): it is not valid JSON or not an object (the message names
+            the file).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise missing(f"{what} {path} does not exist") from None
+    except UnicodeDecodeError as error:
+        raise corrupt(f"{path} is not a text file: {error}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise corrupt(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise corrupt(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def prepare_output_dir(path: str | os.PathLike, *, what: str, is_ours: Callable[[Path], bool],
+                       overwrite: bool, resume: Callable[[Path], bool] | None = None) -> Path:
+    """Make ``path`` an empty directory to write ``what`` into, refusing to clobber anything unasked.
+
+    Args:
+        path: the output directory.
+        what: a noun for messages ("decomposition", "demo folder").
+        is_ours: whether a non-empty directory holds a previous output of this kind (only those
+            are ever removed, and only with ``overwrite``).
+        overwrite: remove a previous output of this kind.
+        resume: optional; when it returns True for an existing output, the directory is kept as it
+            is (an interrupted run to continue).
+
+    Returns:
+        ``path`` as a :class:`Path`, existing.
+
+    Raises:
+        OutputExistsError: ``path`` is a file, a non-empty directory that is not ours, or ours
+            without ``overwrite`` (nor ``resume``).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputExistsError(f"{path} exists and is a file; give a directory for the {what}")
+    if path.exists() and any(path.iterdir()):
+        if not is_ours(path):
+            raise OutputExistsError(f"{path} exists, is not empty and is not an npeff {what}; refusing to write "
+                                    f"into it (choose another path or empty it)")
+        if overwrite:
+            shutil.rmtree(path)
+        elif resume is not None and resume(path):
+            return path
+        else:
+            raise OutputExistsError(f"a {what} already exists at {path}; pass --overwrite to replace it")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def file_checksum(path: Path) -> str:

@@ -31,7 +31,7 @@ def test_regular_install_imports(tmp_path):
                          env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert all(line.startswith(str(target)) for line in out.stdout.split())
-    assert (target / "npeff" / "ops" / "templates" / "report.html.j2").is_file()  # the report's template
+    assert (target / "npeff" / "ops" / "report" / "templates" / "report.html.j2").is_file()  # the report's template
 
 
 def test_editable_install_imports_from_the_source_tree(tmp_path):

@@ -7,8 +7,8 @@ import torch
 from npeff.cuda_ops import project
 from npeff.errors import InvalidArgumentError, NpeffError
 from npeff.ops import PefSpec, TaskSpec, build_store
-from npeff.ops.build import example_range, load_model_and_tokenizer
-from npeff.ops.tasks import TaskError
+from npeff.ops.pef.build import example_range, load_model_and_tokenizer
+from npeff.ops.pef.tasks import TaskError
 from npeff.store import open_store
 from tests.fixtures import REVIEWS
 
@@ -213,7 +213,7 @@ def test_any_torch_module(tmp_path):
 
 
 def test_shards_of_a_build_merge_to_the_whole(tmp_path, tiny_models):
-    from npeff.store.sharing import merge_stores
+    from npeff.store import merge_stores
 
     model, tokenizer = load(tiny_models, "gpt2", "label-tokens")
     task = TASKS["label-tokens"]

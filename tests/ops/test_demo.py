@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from npeff.cli.main import cli
 from npeff.errors import StoreExistsError
-from npeff.ops.demo_pipeline import (NEGATIVE, POSITIVE, STRATEGIES, TOPICS_NEGATIVE, TOPICS_POSITIVE, DemoSettings,
+from npeff.ops.demo.pipeline import (NEGATIVE, POSITIVE, STRATEGIES, TOPICS_NEGATIVE, TOPICS_POSITIVE, DemoSettings,
                                      alignment, make_dataset, make_example, run_demo)
 
 #: the reduced size run by the tests (a few seconds) and its stated alignment threshold

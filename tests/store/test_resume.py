@@ -45,7 +45,7 @@ def run_build(path, *, delay=0.0, resume=False, wait=True):
         out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         return out
-    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def committed_shards(path):
@@ -64,7 +64,7 @@ def kill_after(path, shards, process):
         assert time.time() < deadline, "build made no progress"
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.communicate()
 
 
 def store_files(path):
@@ -140,6 +140,7 @@ def test_concurrent_reader_never_sees_half_a_shard(tmp_path):
                 break
         assert time.time() < deadline and (writer.poll() in (None, 0))
         time.sleep(0.01)
-    assert writer.wait() == 0
+    _, errors = writer.communicate()
+    assert writer.returncode == 0, errors.decode()
     assert seen == sorted(seen) and seen[-1] == M
     assert len(set(seen)) >= 3  # the reader really ran while shards were being added

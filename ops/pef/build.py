@@ -18,17 +18,17 @@ from torch import nn
 
 from npeff.cuda_ops import ProjectionSpec, project
 from npeff.errors import InvalidArgumentError
-from npeff.ops.formulations import TensorClassifier, make_formulation
-from npeff.ops.pef import PefSpec, eps_matrix, finish_pefs, objective_rows
-from npeff.ops.per_example import (
+from npeff.ops.pef.formulations import TensorClassifier, make_formulation
+from npeff.ops.pef.spec import PefSpec, eps_matrix, finish_pefs, objective_rows
+from npeff.ops.pef.per_example import (
     MEMORY_BUDGET,
     ActivationRecorder,
     projected_row_gradients,
     select_parameters,
 )
-from npeff.ops.tasks import TaskError, TaskSpec
+from npeff.ops.pef.tasks import TaskError, TaskSpec
 from npeff.store import ModelIdentity, create_store
-from npeff.store.pef_store import PefStore
+from npeff.store import PefStore
 
 #: class probabilities are stored per example up to this many classes (next-token: not at all)
 MAX_STORED_PROBS = 4096

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from npeff.ops.tasks import TaskError, TaskSpec
+from npeff.ops.pef.tasks import TaskError, TaskSpec
 
 
 def _logits(output) -> torch.Tensor:

@@ -16,13 +16,9 @@ import string
 from pathlib import Path
 from typing import Any
 
-from npeff.errors import InvalidArgumentError, NpeffError
+from npeff.errors import InvalidArgumentError, TaskError
 
 FORMULATIONS = ("label-tokens", "suffixes", "next-token", "classifier")
-
-
-class TaskError(NpeffError):
-    """A task file or a task applied to data/tokenizer is invalid."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

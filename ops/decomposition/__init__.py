@@ -32,7 +32,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from npeff.errors import IncompatibleStoresError, InvalidArgumentError, NpeffError
+from npeff.errors import DecompositionError, IncompatibleStoresError, InvalidArgumentError
 from npeff.store import PefStore, open_store
 from npeff.store.decomposition import (
     CHECKPOINT,
@@ -48,10 +48,6 @@ from npeff.store.schema import STATUS_OK
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _TINY = 1e-30
-
-
-class DecompositionError(NpeffError):
-    """The optimisation cannot go on (e.g. the loss became non-finite)."""
 
 
 def parse_bytes(text: str | int | None) -> int | None:
