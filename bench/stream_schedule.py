@@ -2,10 +2,10 @@
 
 npeff runs each pass as a dask graph (load and compute tasks per piece, a tree reduction of the
 partial sums) on the threaded scheduler. The baseline here is the simplest alternative: a Python
-loop over the same pieces that issues the next piece's read (a TensorStore future) before
-computing the current one. Both use the same ``chunk_step`` and the same pieces; they alternate,
-twice, on one store with a memory budget of a quarter of the data (SST2's r = 2, d = 16384,
-C = 512).
+loop over the same pieces that loads the next piece on another thread (one read-ahead future)
+while computing the current one. Both run NPEFF's joint-step chunk step through the same
+``LocalRunner`` (only its ``schedule`` differs) on one store with a memory budget of a quarter of
+the data (SST2's r = 2, d = 16384, C = 512); they alternate, twice.
 
     .venv/bin/python bench/stream_schedule.py [--m 30000] [--json FILE]
 """
@@ -17,6 +17,8 @@ import json
 import os
 import shutil
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,43 +27,42 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
-def loop_iteration(self, h, m_matrix, joint):
-    """The baseline pass: one read ahead, compute in order, partial sums accumulated in place."""
-    from npeff.ops import decomposition as module
+def loop_schedule(pieces, load, compute, combine):
+    """The baseline pass: one read ahead, compute in order, partial sums combined in place."""
+    with ThreadPoolExecutor(1) as reader:
+        pending = reader.submit(load, pieces[0])
+        total = None
+        for position, piece in enumerate(pieces):
+            g = pending.result()
+            if position + 1 < len(pieces):
+                pending = reader.submit(load, pieces[position + 1])
+            partials = compute(piece, g)
+            total = partials if total is None else combine(total, partials)
+    return total
 
-    cache = self.cache
-    pieces = cache.pieces()
-    to_read = [p for p in pieces if not p[3] or cache.resident[p[0]] is None]
-    pending = {}
 
-    def submit(position):
-        if position < len(to_read):
-            _, start, stop, _ = to_read[position]
-            pending[start] = cache.store._submit_read(start, stop)
+def time_passes(store, schedule, *, n_components: int, passes: int, budget: int) -> list[float]:
+    """Seconds of each joint pass after the first (which fills the resident shards)."""
+    from npeff.ops.decomposition import npeff
+    from npeff.ops.decomposition.driver import W_FOOTPRINT
+    from npeff.ops.stream import LocalRunner, ok_mask
 
-    submit(0)
-    position = 0
-    c, d = h.shape
-    t2 = torch.zeros(c, d, dtype=self.dtype)
-    wtw = torch.zeros(c, c, dtype=self.dtype)
-    loss = torch.zeros((), dtype=torch.float64)
-    for shard, start, stop, resident in pieces:
-        g = cache.resident.get(shard) if resident else None
-        if g is None:
-            future = pending.pop(start)
-            position += 1
-            submit(position)
-            g = torch.from_numpy(cache.store._finish_read(future, start, stop))
-            if resident:
-                g = cache.resident[shard] = module.aligned(g)
-        w, t2_c, wtw_c, loss_c = module.chunk_step(g, self.w[start:stop], h, m_matrix, joint,
-                                                   cache.constant(start, g))
-        if joint:
-            self.w[start:stop] = w * self.mask[start:stop, None]
-        t2 += t2_c
-        wtw += wtw_c
-        loss += loss_c
-    return t2, wtw, loss
+    mask = ok_mask(store)
+    w, h = npeff.initial_state(n_components, store.num_examples, store.dim, mask, seed=0)
+    h = h.float()
+    runner = LocalRunner(store, dtype=torch.float32, memory_budget=budget, schedule=schedule,
+                         reserved_bytes=W_FOOTPRINT * store.num_examples * n_components * 4)
+    seconds = []
+    try:
+        runner.start({"W": w.float(), "mask": mask})
+        for _ in range(passes + 1):
+            began = time.perf_counter()
+            hht, m = npeff.gram_terms(h)
+            h = npeff.h_update(h, runner.run_pass(npeff.chunk_step, h, m, True), hht, 1e-6)
+            seconds.append(time.perf_counter() - began)
+    finally:
+        runner.close()
+    return seconds[1:]
 
 
 def main() -> None:
@@ -72,20 +73,19 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
 
-    from decompose import make_store, npeff_run
-    from npeff.ops import decomposition as module
+    from decompose import make_store
+
+    from npeff.ops.stream import PassScheduler
 
     store = make_store(Path(args.dir) / "store", args.m, 2, 16384)
     budget = args.m * 2 * 16384 * 4 // 4
-    shipped = module._LocalRunner.iteration
     steps = {"dask_graph": [], "loop": []}
     try:
-        for _ in range(2):
-            for name in steps:
-                module._LocalRunner.iteration = shipped if name == "dask_graph" else loop_iteration
-                steps[name] += list(npeff_run(store, 512, args.steps + 1, memory_budget=budget)[1:])
+        with PassScheduler() as dask_graph:
+            for _ in range(2):
+                for name, schedule in (("dask_graph", dask_graph), ("loop", loop_schedule)):
+                    steps[name] += time_passes(store, schedule, n_components=512, passes=args.steps, budget=budget)
     finally:
-        module._LocalRunner.iteration = shipped
         shutil.rmtree(args.dir, ignore_errors=True)
     result = {"m": args.m, "r": 2, "d": 16384, "C": 512, "budget_GB": budget / 1e9,
               "s_per_iter": {name: float(np.median(times)) for name, times in steps.items()}}

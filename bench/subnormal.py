@@ -22,25 +22,26 @@ import torch
 
 def unflushed_update(w, n, m):
     """The update without the flush (what npeff did before)."""
-    from npeff.ops.decomposition import _TINY
+    from npeff.ops.decomposition.npeff import _TINY
 
     return w * n / (w @ m).clamp_min(_TINY)
 
 
 def run(store, settings, *, flush: bool) -> dict:
-    from npeff.ops import decomposition
+    from npeff.ops import decompose
+    from npeff.ops.decomposition import npeff
 
-    shipped = decomposition.coefficient_update
+    shipped = npeff.coefficient_update
     if not flush:
-        decomposition.coefficient_update = unflushed_update
+        npeff.coefficient_update = unflushed_update
     try:
         began = time.perf_counter()
-        result = decomposition.decompose(store, settings.n_components, warmup_steps=settings.warmup_steps,
-                                         joint_steps=settings.joint_steps, warmup_lr=settings.warmup_lr,
-                                         joint_lr=settings.joint_lr, seed=settings.seed)
+        result = decompose(store, settings.n_components, warmup_steps=settings.warmup_steps,
+                           joint_steps=settings.joint_steps, warmup_lr=settings.warmup_lr,
+                           joint_lr=settings.joint_lr, seed=settings.seed)
         total = time.perf_counter() - began
     finally:
-        decomposition.coefficient_update = shipped
+        npeff.coefficient_update = shipped
     joint = np.asarray(result["step_seconds"][settings.warmup_steps:])
     W = result["W"]
     return {"flush": flush, "total_s": total, "joint_median_step_s": float(np.median(joint)),

@@ -1,112 +1,147 @@
 """Decomposition directories: ``manifest.json``, ``W.npy`` ``[m, C]``, ``H.npy`` ``[C, d]`` and
-``losses.npy`` (one loss per step), plus ``checkpoint/`` while a run is in progress.
-
-Arrays are ``.npy`` files read with ``allow_pickle=False``: opening a decomposition executes no code.
+``losses.npy`` (one loss per step), plus ``checkpoint/`` while a run is in progress (see
+:mod:`npeff.store.checkpoint`).
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from npeff.errors import StoreCorruptError, StoreExistsError, StoreNotFoundError
 from npeff.store import _files
+from npeff.store.arrays import load_array, save_array
+from npeff.store.checkpoint import CHECKPOINT_DIR
 
 FORMAT_NAME = "npeff-decomposition"
 FORMAT_VERSION = 1
-CHECKPOINT = "checkpoint"
+MANIFEST = "manifest.json"
+ARRAYS = ("W", "H", "losses")
 
 
-def save_array(path: Path, array: np.ndarray) -> None:
-    """Write ``path`` atomically (``.partial`` then rename)."""
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as handle:
-        np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
-    os.replace(partial, path)
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DecompositionManifest:
+    """What ``manifest.json`` of a decomposition records.
 
+    Attributes:
+        config: the decomposition's settings (:class:`npeff.ops.DecomposeConfig` as a dict).
+        n_components, num_examples, dim: C, m and d.
+        store: the store's path as given when it was decomposed (None if unknown).
+        store_fingerprint: the store's projection and parameter-layout fingerprint.
+        store_content_id: the store's content identity (its shard checksums).
+        memory_budget, cluster, device: how it ran.
+        final_loss, median_step_seconds: the last step's loss and the median step time.
+        provenance: package versions, command line and timestamps.
+    """
 
-def load_array(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise StoreCorruptError(f"{path} is missing")
-    try:
-        return np.load(path, allow_pickle=False)
-    except ValueError as error:
-        raise StoreCorruptError(f"{path} is not a readable .npy array: {error}") from None
+    config: dict
+    n_components: int
+    num_examples: int
+    dim: int
+    store: str | None
+    store_fingerprint: str
+    store_content_id: str | None = None
+    memory_budget: int | None = None
+    cluster: str | None = None
+    device: str = "cpu"
+    final_loss: float | None = None
+    median_step_seconds: float | None = None
+    provenance: dict = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "kind": "decomposition",
+                **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "manifest") -> DecompositionManifest:
+        """Parse a manifest; :class:`StoreCorruptError` naming ``source`` when it is not one."""
+        if data.get("format") != FORMAT_NAME:
+            raise StoreCorruptError(f"{source} is not an npeff decomposition manifest")
+        if data.get("format_version") != FORMAT_VERSION:
+            raise StoreCorruptError(f"{source} has format version {data.get('format_version')!r}; this npeff "
+                                    f"reads version {FORMAT_VERSION}")
+        names = {field.name for field in dataclasses.fields(cls)}
+        try:
+            return cls(**{key: value for key, value in data.items() if key in names})
+        except TypeError as error:
+            raise StoreCorruptError(f"{source} is incomplete: {error}") from None
 
 
 class Decomposition:
-    """A finished decomposition: ``.W`` ``[m, C]``, ``.H`` ``[C, d]``, ``.losses``, ``.config``."""
+    """A finished decomposition: ``.W`` ``[m, C]``, ``.H`` ``[C, d]``, ``.losses``, ``.config``.
+
+    ``.meta`` is the parsed :class:`DecompositionManifest`, ``.manifest`` the same as a dict.
+    Arrays are read on first use.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        manifest_path = self.path / "manifest.json"
         if not self.path.exists():
             raise StoreNotFoundError(f"no decomposition at {self.path}: the path does not exist")
+        manifest_path = self.path / MANIFEST
         if not manifest_path.is_file():
-            raise StoreNotFoundError(f"{self.path} is not an npeff decomposition: it has no manifest.json")
-        try:
-            self.manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as error:
-            raise StoreCorruptError(f"{manifest_path} is not valid JSON: {error}") from None
-        if self.manifest.get("format") != FORMAT_NAME:
-            raise StoreCorruptError(f"{manifest_path} is not an npeff decomposition manifest")
-        self._W = self._H = self._losses = None
+            raise StoreNotFoundError(f"{self.path} is not an npeff decomposition: it has no {MANIFEST}")
+        data = _files.read_json(manifest_path, what="decomposition manifest", missing=StoreNotFoundError,
+                                corrupt=StoreCorruptError)
+        self.meta = DecompositionManifest.from_dict(data, source=str(manifest_path))
+        self.manifest = self.meta.to_dict()
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def _array(self, name: str) -> np.ndarray:
+        if name not in self._arrays:
+            self._arrays[name] = load_array(self.path / f"{name}.npy", corrupt=StoreCorruptError)
+        return self._arrays[name]
 
     @property
     def config(self) -> dict:
-        return self.manifest["config"]
+        return self.meta.config
 
     @property
     def W(self) -> np.ndarray:
-        if self._W is None:
-            self._W = load_array(self.path / "W.npy")
-        return self._W
+        return self._array("W")
 
     @property
     def H(self) -> np.ndarray:
-        if self._H is None:
-            self._H = load_array(self.path / "H.npy")
-        return self._H
+        return self._array("H")
 
     @property
     def losses(self) -> np.ndarray:
-        if self._losses is None:
-            self._losses = load_array(self.path / "losses.npy")
-        return self._losses
+        return self._array("losses")
 
     def __repr__(self) -> str:
-        return f"Decomposition({str(self.path)!r}, m={self.manifest['num_examples']}, C={self.manifest['n_components']})"
+        return f"Decomposition({str(self.path)!r}, m={self.meta.num_examples}, C={self.meta.n_components})"
 
 
 def open_decomposition(path: str | os.PathLike) -> Decomposition:
+    """Open the decomposition directory ``path`` (see :class:`Decomposition`)."""
     return Decomposition(path)
 
 
-def prepare_output(path: Path, *, overwrite: bool, resume: bool) -> None:
-    """Create the output directory, refusing to clobber anything unasked."""
-    if path.exists() and not path.is_dir():
-        raise StoreExistsError(f"{path} exists and is a file")
-    if path.exists() and any(path.iterdir()):
-        ours = (path / "manifest.json").is_file() or (path / CHECKPOINT).is_dir()
-        if not ours:
-            raise StoreExistsError(f"{path} exists, is not empty and is not an npeff decomposition; refusing")
-        if overwrite:
-            shutil.rmtree(path)
-        elif resume and (path / CHECKPOINT).is_dir():
-            return
-        elif (path / "manifest.json").is_file():
-            raise StoreExistsError(f"a decomposition already exists at {path}; pass --overwrite to replace it")
-    path.mkdir(parents=True, exist_ok=True)
+def prepare_decomposition_dir(path: str | os.PathLike, *, overwrite: bool, resume: bool) -> Path:
+    """Create the output directory of a decomposition, refusing to clobber anything unasked.
+
+    An interrupted run's directory (a checkpoint, no manifest) is kept as it is: ``resume``
+    continues from its checkpoint, a fresh run replaces the checkpoint as it goes. A finished
+    decomposition is replaced only with ``overwrite``.
+    """
+    def keep(p: Path) -> bool:
+        return (p / CHECKPOINT_DIR).is_dir() and (resume or not (p / MANIFEST).is_file())
+
+    return _files.prepare_output_dir(
+        path, what="decomposition", overwrite=overwrite, resume=keep, exists=StoreExistsError,
+        is_ours=lambda p: (p / MANIFEST).is_file() or (p / CHECKPOINT_DIR).is_dir())
 
 
-def write_decomposition(path: Path, *, W: np.ndarray, H: np.ndarray, losses: np.ndarray, manifest: dict) -> None:
-    save_array(path / "W.npy", W)
-    save_array(path / "H.npy", H)
-    save_array(path / "losses.npy", losses)
-    _files.atomic_write_json(path / "manifest.json", {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
-                                                      **manifest})
-    shutil.rmtree(path / CHECKPOINT, ignore_errors=True)
+def write_decomposition(path: Path, *, W: np.ndarray, H: np.ndarray, losses: np.ndarray,
+                        manifest: DecompositionManifest) -> None:
+    """Write the arrays, then the manifest (last: a directory with a manifest is complete), then
+    drop the checkpoint."""
+    for name, array in zip(ARRAYS, (W, H, losses)):
+        save_array(path / f"{name}.npy", array)
+    _files.atomic_write_json(path / MANIFEST, manifest.to_dict())
+    shutil.rmtree(path / CHECKPOINT_DIR, ignore_errors=True)
