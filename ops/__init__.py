@@ -1,9 +1,33 @@
-"""The math of npeff: PEF computation from torch models, task formulations, the decomposition."""
+"""The math of npeff: PEF computation from torch models, task formulations, the decomposition,
+analysis, reports.
 
-from npeff.ops.pef.build import BuildPlan, build_store
-from npeff.ops.decomposition import DecomposeConfig, decompose, fit_coefficients
-from npeff.ops.pef import PefSpec
-from npeff.ops.pef.tasks import TaskSpec
+Subpackages: :mod:`~npeff.ops.pef` (building PEF stores), :mod:`~npeff.ops.stream` (passes over a
+store), :mod:`~npeff.ops.decomposition` (NPEFF and coefficient fitting), :mod:`~npeff.ops.analysis`,
+:mod:`~npeff.ops.report`, :mod:`~npeff.ops.demo`. The names below are imported on first use, so that
+importing a light submodule (a config) does not load torch and transformers.
+"""
 
-__all__ = ["BuildPlan", "DecomposeConfig", "PefSpec", "TaskSpec", "build_store", "decompose",
-           "fit_coefficients"]
+import importlib
+
+_EXPORTS = {
+    "BuildPlan": "npeff.ops.pef.build",
+    "build_store": "npeff.ops.pef.build",
+    "PefSpec": "npeff.ops.pef.spec",
+    "TaskSpec": "npeff.ops.pef.tasks",
+    "DecomposeConfig": "npeff.ops.decomposition.config",
+    "decompose": "npeff.ops.decomposition.driver",
+    "fit_coefficients": "npeff.ops.decomposition.fit",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'npeff.ops' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_EXPORTS))
+
+
+__all__ = sorted(_EXPORTS)

@@ -4,14 +4,31 @@
 - :mod:`~npeff.ops.decomposition.npeff`: Algorithm 1 as a chunk step and a small-state step;
 - :mod:`~npeff.ops.decomposition.driver`: :func:`decompose`, the run (init, loop, checkpoints, output);
 - :mod:`~npeff.ops.decomposition.fit`: :func:`fit_coefficients`, W for new data with H fixed.
+
+The names below are imported on first use (the config alone loads no torch).
 """
 
-from npeff.errors import DecompositionError
-from npeff.ops.decomposition.config import DecomposeConfig
-from npeff.ops.decomposition.driver import decompose, parse_bytes
-from npeff.ops.decomposition.fit import fit_coefficients
-from npeff.ops.decomposition.npeff import chunk_step
-from npeff.store.arrays import load_array
+import importlib
 
-__all__ = ["DecomposeConfig", "DecompositionError", "chunk_step", "decompose", "fit_coefficients",
-           "load_array", "parse_bytes"]
+_EXPORTS = {
+    "DecomposeConfig": "npeff.ops.decomposition.config",
+    "decompose": "npeff.ops.decomposition.driver",
+    "parse_bytes": "npeff.ops.decomposition.driver",
+    "fit_coefficients": "npeff.ops.decomposition.fit",
+    "chunk_step": "npeff.ops.decomposition.npeff",
+    "DecompositionError": "npeff.errors",
+    "load_array": "npeff.store.arrays",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'npeff.ops.decomposition' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_EXPORTS))
+
+
+__all__ = sorted(_EXPORTS)

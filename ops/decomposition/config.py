@@ -6,12 +6,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import torch
-
 from npeff.errors import InvalidArgumentError
 
-#: compute dtypes by name
-COMPUTE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: compute dtypes by name (torch's, looked up when used: the config loads no torch)
+COMPUTE_DTYPES = ("float32", "float64")
 
 
 def _setting(default: Any, help: str) -> Any:
@@ -36,7 +34,8 @@ class DecomposeConfig:
     warmup_lr: float = _setting(1e-5, "Learning rate of warm-up steps.")
     joint_lr: float = _setting(3e-4, "Learning rate of joint steps.")
     seed: int = _setting(0, "Seed of the initialisation.")
-    dtype: str = _setting("float32", "Compute dtype.")
+    dtype: str = dataclasses.field(default="float32", metadata={"help": "Compute dtype.",
+                                                                 "choices": COMPUTE_DTYPES})
 
     def __post_init__(self) -> None:
         if isinstance(self.n_components, bool) or not isinstance(self.n_components, int) or self.n_components < 1:
@@ -56,8 +55,11 @@ class DecomposeConfig:
         return self.warmup_steps + self.joint_steps
 
     @property
-    def torch_dtype(self) -> torch.dtype:
-        return COMPUTE_DTYPES[self.dtype]
+    def torch_dtype(self):
+        """The compute dtype as a ``torch.dtype``."""
+        import torch
+
+        return getattr(torch, self.dtype)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

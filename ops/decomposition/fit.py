@@ -49,7 +49,7 @@ def fit_coefficients(decomposition: Decomposition | str | Path, store: PefStore 
         raise InvalidArgumentError(f"steps must be an integer >= 1, got {steps!r}")
     if dtype not in COMPUTE_DTYPES:
         raise InvalidArgumentError(f"dtype must be float32 or float64, got {dtype!r}")
-    torch_dtype = COMPUTE_DTYPES[dtype]
+    torch_dtype = getattr(torch, dtype)
     h = torch.from_numpy(decomposition.H).to(device=device, dtype=torch_dtype)
     c = h.shape[0]
     _, m_matrix = npeff.gram_terms(h)

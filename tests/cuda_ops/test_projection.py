@@ -16,7 +16,7 @@ from npeff.cuda_ops import (
 )
 from npeff.cuda_ops import projection as projection_module
 from npeff.cuda_ops.spec import reference_choice, reference_hash
-from npeff.errors import BackendUnavailableError, InvalidArgumentError, NpeffError
+from npeff.errors import InvalidArgumentError
 
 # float32 accumulation of ~n/s terms of size O(1): relative error well under 1e-5.
 RTOL = 1e-5
@@ -288,8 +288,6 @@ def test_bad_arrays():
 def test_bad_backend():
     with pytest.raises(InvalidArgumentError, match="backend must be one of"):
         project(rows((1, 10)), d=32, seed=0, n_total=10, backend="gpu")
-    # one exceptions module: user mistakes are NpeffErrors and ValueErrors
-    assert issubclass(InvalidArgumentError, NpeffError) and issubclass(NpeffError, ValueError)
 
 
 def test_auto_warns_once_and_records_backend(monkeypatch):
@@ -327,7 +325,6 @@ def test_cuda_backend_raises_without_gpu():
     if "HAS-GPU" in out.stdout:
         pytest.skip("a real GPU is present")
     assert "RAISED" in out.stdout and "no CUDA GPU" in out.stdout
-    assert issubclass(BackendUnavailableError, NpeffError)
 
 
 # ----------------------------------------------------------------------------------------------

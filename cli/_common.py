@@ -1,0 +1,83 @@
+"""What the commands share: click settings, path types, options used by several commands, the
+command line recorded in provenance, options generated from a config dataclass, and formatting."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+from typing import Any, Callable
+
+import click
+
+#: the group's context settings; every command inherits them
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+#: a directory argument (store, decomposition, output folder)
+DIRECTORY = click.Path(file_okay=False, path_type=str)
+
+#: the torch device option of the commands that compute
+DEVICE = click.option("--device", default="cpu", show_default=True, help="Torch device: cpu, cuda or cuda:N.")
+
+#: the compute dtype option (decomposition and fitting)
+COMPUTE_DTYPE = click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
+                             show_default=True, help="Compute dtype.")
+
+#: the memory budget of a pass over a store
+MEMORY_BUDGET = click.option("--memory-budget", default=None,
+                             help="Bytes of chunks kept resident (e.g. 2GB); the rest streams from disk each step.")
+
+
+def overwrite_option(what: str) -> Callable:
+    """``--overwrite``: replace an earlier output (``what`` says which)."""
+    return click.option("--overwrite", is_flag=True, help=f"Replace {what}.")
+
+
+def command_line() -> str:
+    """The ``npeff ...`` command being run (as parsed by the group), for provenance records."""
+    return "npeff " + shlex.join(click.get_current_context().meta.get("npeff.argv", []))
+
+
+def config_options(config_class: type, *, names: dict[str, tuple[str, ...]] | None = None,
+                   exclude: tuple[str, ...] = ()) -> Callable:
+    """Click options for the fields of a frozen config dataclass, with its defaults and the help text
+    in each field's ``metadata["help"]`` (written once, in the dataclass).
+
+    ``--field-name`` per field (``names`` may give other declarations, e.g. ``("--n-components",
+    "-C")``); a field without a default is required; ``Literal``-like string fields with a
+    ``metadata["choices"]`` become a choice.
+    """
+    names = names or {}
+
+    def decorate(command: Callable) -> Callable:
+        for field in reversed(dataclasses.fields(config_class)):
+            if field.name in exclude:
+                continue
+            declarations = names.get(field.name, ("--" + field.name.replace("_", "-"),))
+            kind = {"int": int, "float": float, "str": str}[field.type if isinstance(field.type, str)
+                                                               else field.type.__name__]
+            choices = field.metadata.get("choices")
+            required = field.default is dataclasses.MISSING
+            command = click.option(
+                *declarations, field.name, type=click.Choice(choices) if choices else kind, required=required,
+                default=None if required else field.default, show_default=not required,
+                help=field.metadata.get("help"))(command)
+        return command
+
+    return decorate
+
+
+def config_from_options(config_class: type, options: dict[str, Any]) -> Any:
+    """The config built from the options :func:`config_options` added (others are left alone)."""
+    fields = {field.name for field in dataclasses.fields(config_class)}
+    return config_class(**{name: value for name, value in options.items() if name in fields})
+
+
+def echo_json(payload: Any) -> None:
+    """Print ``payload`` as indented JSON."""
+    click.echo(json.dumps(payload, indent=1))
+
+
+def percent(value: float | None) -> str:
+    """``" 12.5%"``, or ``n/a`` for None."""
+    return "n/a" if value is None else f"{value:5.1f}%"
