@@ -1,4 +1,4 @@
-"""The computations behind ``npeff demo``."""
+"""The projection's self-check behind ``npeff check-projection``: its promises measured on random data."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from npeff.cli.main import cli
-from tests.ops.analysis_helpers import hand_made_decomposition, known_tunings_case, small_store
+from tests.ops.analysis.helpers import hand_made_decomposition, known_tunings_case, small_store
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ from npeff.store import create_store, open_decomposition
 from npeff.store.decomposition import write_decomposition
 
 
-def small_store(path, *, labels, predictions, texts=None, dim=32):
+def small_store(path, *, labels, predictions, texts=None, dim=32, projection=None):
     m = len(labels)
     g = np.random.default_rng(0).standard_normal((m, 1, dim)).astype(np.float32)
     texts = texts or [f"example number {i}" for i in range(m)]
-    writer = create_store(path, rank=1, dim=dim, projection={"kind": "external"}, shard_examples=16,
+    writer = create_store(path, rank=1, dim=dim, projection=projection or {"kind": "external"}, shard_examples=16,
                           chunk_examples=4, pef_spec={"formulation": "classifier", "label_names": ["neg", "pos"]})
     writer.append(g, [{"text": texts[i], "label": labels[i], "prediction": predictions[i],
                        "source_id": f"id-{i}"} for i in range(m)])

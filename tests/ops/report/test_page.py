@@ -1,13 +1,13 @@
-"""The HTML report: content, escaping, bad input, and the page in a real headless Chromium."""
+"""The HTML report page: content, escaping, bad input, and the page in a real headless Chromium."""
 
 import re
 
 import numpy as np
 import pytest
 
-from npeff.errors import IncompatibleStoresError, InvalidArgumentError, StoreExistsError
-from npeff.ops.report import build_report, write_report
-from tests.ops.analysis_helpers import hand_made_decomposition, known_tunings_case, small_store
+from npeff.errors import IncompatibleStoresError, InvalidArgumentError, OutputExistsError
+from npeff.ops.report.page import build_report, write_report
+from tests.ops.analysis.helpers import hand_made_decomposition, known_tunings_case, small_store
 
 
 @pytest.fixture
@@ -32,22 +32,37 @@ def test_report_content(case):
     assert store.fingerprint in page
 
 
-def test_write_report_bad_inputs(case, tmp_path):
-    decomposition, store = case
+def test_write_report_writes_and_overwrites(case, tmp_path):
+    decomposition, _ = case
     out = write_report(decomposition, out=tmp_path / "r.html")
-    assert out.read_text().startswith("<!DOCTYPE html>")
-    with pytest.raises(StoreExistsError, match="--overwrite"):
-        write_report(decomposition, out=out)
+    assert out == tmp_path / "r.html" and out.read_text().startswith("<!DOCTYPE html>")
+    assert "example number 5<" in out.read_text()  # the 6th example of component 0, shown with k=16
     write_report(decomposition, out=out, overwrite=True, k=2)
-    with pytest.raises(InvalidArgumentError, match=".html"):
-        write_report(decomposition, out=tmp_path / "r.txt")
-    with pytest.raises(InvalidArgumentError, match="does not exist"):
-        write_report(decomposition, out=tmp_path / "missing" / "r.html")
+    assert out.read_text().startswith("<!DOCTYPE html>") and "example number 5<" not in out.read_text()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
+
+
+def _incompatible_store(tmp_path):
     W, labels, predictions = known_tunings_case()
-    other = small_store(tmp_path / "other", labels=labels[:20], predictions=predictions[:20])
-    with pytest.raises(IncompatibleStoresError):
-        write_report(decomposition, other, out=tmp_path / "x.html")
-    assert not (tmp_path / "x.html").exists()
+    return small_store(tmp_path / "other", labels=labels[:20], predictions=predictions[:20])
+
+
+@pytest.mark.parametrize("name, error, message", [
+    ("existing.html", OutputExistsError, "--overwrite"),
+    ("folder.html", OutputExistsError, "is a directory"),
+    ("r.txt", InvalidArgumentError, r"\.html"),
+    ("missing/r.html", InvalidArgumentError, "does not exist"),
+    ("x.html", IncompatibleStoresError, "do not belong together"),
+], ids=["exists", "directory", "not-html", "no-folder", "other-store"])
+def test_write_report_refuses(case, tmp_path, name, error, message):
+    decomposition, _ = case
+    (tmp_path / "existing.html").write_text("keep me")
+    (tmp_path / "folder.html").mkdir()
+    store = _incompatible_store(tmp_path) if name == "x.html" else None
+    with pytest.raises(error, match=message):
+        write_report(decomposition, store, out=tmp_path / name)
+    assert (tmp_path / "existing.html").read_text() == "keep me"
+    assert not (tmp_path / "x.html").exists() and not (tmp_path / "r.txt").exists()
 
 
 @pytest.mark.browser

@@ -1,0 +1,122 @@
+"""How alike two decompositions of the same store are.
+
+- The **similarity score** is the mean over all components of both of the best cosine similarity of
+  a component's coefficient vector with the other side's (section 4 of the NPEFF paper).
+- The **split map** sends each component of the finer decomposition (more components) to the
+  coarser component it is most similar to; the fraction of **tunings preserved** is, over the
+  fine components mapped to prediction-tuned coarse ones, the fraction prediction-tuned to the same
+  prediction (appendix F).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from npeff.errors import IncompatibleStoresError
+from npeff.ops.analysis.coefficients import as_coefficient_matrix
+from npeff.ops.analysis.source_store import check_belongs, example_columns, open_store_for
+from npeff.ops.analysis.tunings import TUNING_TOP, compute_tunings
+
+
+def cosine_matrix(W_a: Any, W_b: Any) -> np.ndarray:
+    """Cosine similarities ``[C_a, C_b]`` of the coefficient vectors (columns); 0 for a zero column.
+
+    Args:
+        W_a, W_b: coefficients ``[m, C_a]`` and ``[m, C_b]`` over the same ``m`` examples.
+
+    Notes:
+        Computed in float64: two normalised copies (``m * (C_a + C_b)`` doubles) and one product.
+    """
+    W_a = as_coefficient_matrix(W_a, "W_a").astype(np.float64)
+    W_b = as_coefficient_matrix(W_b, "W_b").astype(np.float64)
+    if W_a.shape[0] != W_b.shape[0]:
+        raise IncompatibleStoresError(
+            f"the decompositions cover different numbers of examples ({W_a.shape[0]} and {W_b.shape[0]}); "
+            "they must come from the same store")
+    norm_a, norm_b = np.linalg.norm(W_a, axis=0), np.linalg.norm(W_b, axis=0)
+    unit_a = W_a / np.where(norm_a > 0, norm_a, 1.0)
+    unit_b = W_b / np.where(norm_b > 0, norm_b, 1.0)
+    return unit_a.T @ unit_b
+
+
+def similarity_score(W_a: Any, W_b: Any) -> float:
+    """Mean over all components of both decompositions of the best cosine with the other side."""
+    cos = cosine_matrix(W_a, W_b)
+    return float(np.concatenate([cos.max(axis=1), cos.max(axis=0)]).mean())
+
+
+def split_map(W_a: Any, W_b: Any, *, predictions: Sequence | None = None, top: int = TUNING_TOP) -> dict:
+    """Map each component of the finer decomposition to its most similar coarser one.
+
+    The coarser side is the one with fewer components (``a`` on a tie). With ``predictions``, also
+    the fraction of tunings preserved (appendix F); None when no coarse component is
+    prediction-tuned or no predictions are given.
+    """
+    cos = cosine_matrix(W_a, W_b)
+    a_is_coarse = cos.shape[0] <= cos.shape[1]
+    coarse_name, fine_name = ("a", "b") if a_is_coarse else ("b", "a")
+    cos_cf = cos if a_is_coarse else cos.T  # [coarse, fine]
+    W_coarse, W_fine = (W_a, W_b) if a_is_coarse else (W_b, W_a)
+    parent = cos_cf.argmax(axis=0)  # per fine component
+    splits = {int(c): [int(f) for f in np.flatnonzero(parent == c)] for c in range(cos_cf.shape[0])}
+    result = {
+        "coarse": coarse_name, "fine": fine_name,
+        "n_coarse": cos_cf.shape[0], "n_fine": cos_cf.shape[1],
+        "splits": splits,
+        "parent_similarity": [float(cos_cf[parent[f], f]) for f in range(cos_cf.shape[1])],
+        "coarse_matched_fraction": float(np.mean([len(v) > 0 for v in splits.values()])),
+        "tunings_preserved": None, "n_tuned_matches": 0,
+    }
+    if predictions is not None:
+        none = [None] * len(predictions)
+        coarse_t = compute_tunings(W_coarse, none, predictions, top=top).components
+        fine_t = compute_tunings(W_fine, none, predictions, top=top).components
+        matches = preserved = 0
+        for c, tuning in enumerate(coarse_t):
+            if not tuning.prediction_tuned:
+                continue
+            for f in splits[c]:
+                matches += 1
+                preserved += fine_t[f].prediction_tuned and fine_t[f].prediction == tuning.prediction
+        result["n_tuned_matches"] = matches
+        result["tunings_preserved"] = preserved / matches if matches else None
+    return result
+
+
+def compare(decomposition_a, decomposition_b, store=None, *, top: int = TUNING_TOP) -> dict:
+    """Similarity score and split map of two decompositions of the same store.
+
+    The tunings preserved need the store's predictions: ``store``, else the one ``decomposition_a``
+    records; when that one is gone (and no ``store`` is given) only the coefficients are compared.
+
+    Raises:
+        IncompatibleStoresError: the decompositions (or the store) do not share their examples.
+    """
+    a_id = decomposition_a.manifest.get("store_content_id")
+    b_id = decomposition_b.manifest.get("store_content_id")
+    if a_id is not None and b_id is not None and a_id != b_id:
+        raise IncompatibleStoresError(
+            f"{decomposition_a.path} and {decomposition_b.path} were computed from different stores")
+    predictions = None
+    if store is not None or decomposition_a.manifest.get("store") is not None:
+        try:
+            opened = open_store_for(decomposition_a, store)
+        except FileNotFoundError:
+            if store is not None:
+                raise
+            opened = None  # the recorded store is gone: compare coefficients only
+        if opened is not None:
+            check_belongs(decomposition_b, opened)
+            predictions = example_columns(opened)["prediction"]
+    W_a, W_b = decomposition_a.W, decomposition_b.W
+    return {
+        "a": str(decomposition_a.path), "b": str(decomposition_b.path),
+        "n_components_a": W_a.shape[1], "n_components_b": W_b.shape[1],
+        "similarity": similarity_score(W_a, W_b),
+        "split_map": split_map(W_a, W_b, predictions=predictions, top=top),
+    }
+
+
+__all__ = ["compare", "cosine_matrix", "similarity_score", "split_map"]

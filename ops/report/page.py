@@ -1,0 +1,139 @@
+"""The report page: the settings tables, the components with their tunings and top examples,
+rendered with the template in ``templates/`` and written atomically.
+
+The page needs no network: the plots are inline SVG (:mod:`npeff.ops.report.plots`), the few lines
+of script (search and sort) are inline too. Example text is escaped by the template engine.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from npeff.errors import InvalidArgumentError, OutputExistsError
+from npeff.ops import analysis
+from npeff.ops.report.plots import plots
+from npeff.store import _files
+
+TEMPLATE = "report.html.j2"
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _name(value: Any, names: Sequence[str] | None) -> str:
+    """A class as ``name (index)`` in the report, empty when missing."""
+    if value is None:
+        return ""
+    name = analysis.label_name(value, names)
+    return name if name == str(value) else f"{name} ({value})"
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{key}={item}" for key, item in value.items() if item is not None)
+    return str(value)
+
+
+def settings_rows(store, decomposition) -> tuple[list, list]:
+    """The rows ``(name, value)`` of the store's and of the decomposition's settings tables."""
+    config = store.config
+    spec = config.pef_spec or {}
+    store_rows = [
+        ("path", str(store.path)), ("examples", f"{store.num_examples:,}"),
+        ("kind", config.kind), ("rank r", config.rank), ("dim d", config.dim), ("dtype", config.dtype),
+        ("projection", _text(config.projection) if config.projection else "none"),
+        ("model", config.model.name if config.model is not None else "unknown"),
+        ("formulation", spec.get("formulation", "unknown")),
+        ("PEF", _text(spec.get("pef", "unknown"))),
+        ("parameters", f"{config.parameter_layout.n_total:,} in {len(config.parameter_layout.names)} tensors"
+         if config.parameter_layout is not None else "unknown"),
+        ("fingerprint", store.fingerprint),
+    ]
+    manifest = decomposition.manifest
+    decomposition_rows = [("path", str(decomposition.path))]
+    decomposition_rows += [(key.replace("_", " "), value) for key, value in (manifest.get("config") or {}).items()]
+    for key in ("final_loss", "median_step_seconds", "device", "memory_budget", "cluster"):
+        if manifest.get(key) is not None:
+            decomposition_rows.append((key.replace("_", " "), manifest[key]))
+    provenance = manifest.get("provenance") or {}
+    if provenance.get("command"):
+        decomposition_rows.append(("command", provenance["command"]))
+    return store_rows, decomposition_rows
+
+
+def build_report(decomposition, store=None, *, k: int = 16) -> str:
+    """The report page as a string.
+
+    Args:
+        decomposition: an opened decomposition (``W`` ``[m, C]``, losses, manifest).
+        store: its store (path or handle); by default the one it records, checked to belong.
+        k: top examples shown per component (at most ``m``).
+
+    Notes:
+        Each column of ``W`` is sorted once, for both the top examples and the tunings; the page
+        holds ``C * k`` example texts.
+    """
+    import jinja2
+
+    from npeff import __version__
+
+    store = analysis.open_store_for(decomposition, store)
+    W = decomposition.W
+    k = min(k, W.shape[0])
+    columns = analysis.example_columns(store)
+    names = analysis.label_names(store)
+    tops = analysis.top_indices(W, min(max(k, analysis.TUNING_TOP), W.shape[0]))  # each column sorted once
+    tunings = analysis.compute_tunings(W, columns["label"], columns["prediction"], tops=tops)
+    mass = W.sum(axis=0)
+    components = []
+    for tuning in tunings.components:
+        c = tuning.component
+        components.append({
+            "index": c, "n_nonzero": tuning.n_nonzero, "mass": float(mass[c]), "included": tuning.included,
+            "prediction_tuned": tuning.prediction_tuned, "label_tuned": tuning.label_tuned, "lnp": tuning.lnp,
+            "prediction_text": _name(tuning.prediction, names), "label_text": _name(tuning.label, names),
+            "tuned_rank": 3 * tuning.lnp + 2 * tuning.label_tuned + tuning.prediction_tuned,
+            "examples": [{
+                "rank": rank + 1, "coefficient": float(W[i, c]), "source_id": columns["source_id"][i] or "",
+                "label_text": _name(columns["label"][i], names),
+                "prediction_text": _name(columns["prediction"][i], names), "text": columns["text"][i] or "",
+            } for rank, i in enumerate(tops[c][:k])],
+        })
+    config = decomposition.manifest.get("config") or {}
+    store_rows, decomposition_rows = settings_rows(store, decomposition)
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                                     undefined=jinja2.StrictUndefined)
+    return environment.get_template(TEMPLATE).render(
+        title=decomposition.path.name, m=W.shape[0], n_components=W.shape[1], version=__version__,
+        written=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        store_settings=store_rows, decomposition_settings=decomposition_rows,
+        plots=plots(W, decomposition.losses, config.get("warmup_steps")),
+        tuning_summary=tunings.summary(), components=components,
+        fmt_pct=lambda value: "n/a" if value is None else f"{value:.1f}%",
+    )
+
+
+def write_report(decomposition, store=None, *, out: str | os.PathLike, k: int = 16,
+                 overwrite: bool = False) -> Path:
+    """Write the report to ``out`` (an ``.html`` file) atomically; returns its path.
+
+    Raises:
+        InvalidArgumentError: ``out`` does not end in ``.html``/``.htm`` or its folder does not exist.
+        OutputExistsError: ``out`` is a directory, or a file and ``overwrite`` is not set.
+    """
+    out = Path(out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise InvalidArgumentError(f"the report is an HTML file: --out must end in .html, got {out}")
+    if out.is_dir():
+        raise OutputExistsError(f"{out} is a directory; give a file name ending in .html")
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
+    if not out.parent.is_dir():
+        raise InvalidArgumentError(f"the folder {out.parent} does not exist")
+    page = build_report(decomposition, store, k=k)
+    _files.atomic_write_bytes(out, page.encode("utf-8"))
+    return out
+
+
+__all__ = ["build_report", "settings_rows", "write_report"]
