@@ -43,8 +43,8 @@ class DecompositionManifest:
     n_components: int
     num_examples: int
     dim: int
-    store: str | None
     store_fingerprint: str
+    store: str | None = None
     store_content_id: str | None = None
     memory_budget: int | None = None
     cluster: str | None = None

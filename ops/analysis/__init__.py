@@ -7,20 +7,16 @@ Modules:
     coefficients: ``W`` checked, components chosen, non-zero coefficients counted.
     source_store: a decomposition with the store it was computed from (checked to belong), its
         per-example columns and class names.
-    top_examples: the examples with the largest coefficients of each component.
-    tunings: prediction-, label- and LnP-tuned components (Table 1).
+    ranking: the top examples of each component (the largest coefficients).
+    tuning: prediction-, label- and LnP-tuned components (Table 1).
     similarity: cosine matrix, similarity score, split map and the comparison of two decompositions.
-
-The functions :func:`top_examples` and :func:`tunings` share their names with their modules; the
-package attribute is the function (``from npeff.ops import analysis; analysis.tunings(...)``), the
-module is reached with ``from npeff.ops.analysis.tunings import ...``.
 """
 
 from npeff.ops.analysis.coefficients import nonzero_counts
 from npeff.ops.analysis.similarity import compare, cosine_matrix, similarity_score, split_map
+from npeff.ops.analysis.ranking import top_examples, top_indices
 from npeff.ops.analysis.source_store import check_belongs, example_columns, label_name, label_names, open_store_for
-from npeff.ops.analysis.top_examples import top_examples, top_indices
-from npeff.ops.analysis.tunings import TUNING_TOP, ComponentTuning, Tunings, compute_tunings, tunings
+from npeff.ops.analysis.tuning import TUNING_TOP, ComponentTuning, Tunings, compute_tunings, tunings
 
 __all__ = ["TUNING_TOP", "ComponentTuning", "Tunings", "check_belongs", "compare", "compute_tunings",
            "cosine_matrix", "example_columns", "label_name", "label_names", "nonzero_counts", "open_store_for",

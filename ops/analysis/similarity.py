@@ -17,7 +17,7 @@ import numpy as np
 from npeff.errors import IncompatibleStoresError
 from npeff.ops.analysis.coefficients import as_coefficient_matrix
 from npeff.ops.analysis.source_store import check_belongs, example_columns, open_store_for
-from npeff.ops.analysis.tunings import TUNING_TOP, compute_tunings
+from npeff.ops.analysis.tuning import TUNING_TOP, compute_tunings
 
 
 def cosine_matrix(W_a: Any, W_b: Any) -> np.ndarray:

@@ -3,7 +3,7 @@
 import numpy as np
 
 from npeff.store import create_store, open_decomposition
-from npeff.store.decomposition import write_decomposition
+from npeff.store.decomposition import DecompositionManifest, write_decomposition
 
 
 def small_store(path, *, labels, predictions, texts=None, dim=32, projection=None):
@@ -22,11 +22,10 @@ def hand_made_decomposition(path, store, W, *, losses=None, warmup_steps=3):
     H = np.abs(np.random.default_rng(1).standard_normal((W.shape[1], store.dim))).astype(np.float32)
     losses = np.linspace(2.0, 0.5, 10) if losses is None else losses
     path.mkdir(parents=True, exist_ok=True)
-    write_decomposition(path, W=W, H=H, losses=np.asarray(losses), manifest={
-        "kind": "decomposition", "n_components": W.shape[1], "num_examples": W.shape[0], "dim": store.dim,
-        "config": {"n_components": W.shape[1], "warmup_steps": warmup_steps, "joint_steps": 7},
-        "store": str(store.path), "store_fingerprint": store.fingerprint,
-        "store_content_id": store.content_id})
+    write_decomposition(path, W=W, H=H, losses=np.asarray(losses), manifest=DecompositionManifest(
+        n_components=W.shape[1], num_examples=W.shape[0], dim=store.dim,
+        config={"n_components": W.shape[1], "warmup_steps": warmup_steps, "joint_steps": 7},
+        store=str(store.path), store_fingerprint=store.fingerprint, store_content_id=store.content_id))
     return open_decomposition(path)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from npeff.errors import IncompatibleStoresError, StoreNotFoundError
 from npeff.ops.analysis.similarity import compare, cosine_matrix, similarity_score, split_map
-from npeff.ops.analysis.tunings import tunings
+from npeff.ops.analysis.tuning import tunings
 from tests import tolerances
 from tests.ops.analysis.helpers import hand_made_decomposition, known_tunings_case, small_store
 

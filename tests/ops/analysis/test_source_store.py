@@ -60,11 +60,13 @@ def test_a_missing_recorded_store_asks_for_one(case, tmp_path):
 
 
 def test_a_decomposition_without_a_recorded_store_asks_for_one(case, tmp_path):
+    import dataclasses
+
     from npeff.store import open_decomposition
     from npeff.store.decomposition import write_decomposition
 
     decomposition, *_ = case
-    manifest = {key: value for key, value in decomposition.manifest.items() if key != "store"}
+    manifest = dataclasses.replace(decomposition.meta, store=None)
     (tmp_path / "bare").mkdir()
     write_decomposition(tmp_path / "bare", W=decomposition.W, H=decomposition.H, losses=decomposition.losses,
                         manifest=manifest)

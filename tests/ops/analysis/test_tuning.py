@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from npeff.errors import InvalidArgumentError
-from npeff.ops.analysis.tunings import compute_tunings, tunings
+from npeff.ops.analysis.tuning import compute_tunings, tunings
 from tests.ops.analysis.helpers import hand_made_decomposition, known_tunings_case, small_store
 
 
@@ -41,7 +41,7 @@ def test_tunings_with_nothing_included():
 
 
 def test_tunings_reuse_the_callers_top_examples():
-    from npeff.ops.analysis.top_examples import top_indices
+    from npeff.ops.analysis.ranking import top_indices
 
     W, labels, predictions = known_tunings_case()
     tops = top_indices(W, 20)

@@ -16,7 +16,7 @@ import numpy as np
 from npeff.errors import InvalidArgumentError
 from npeff.ops.analysis.coefficients import as_coefficient_matrix, nonzero_counts
 from npeff.ops.analysis.source_store import example_columns, open_store_for
-from npeff.ops.analysis.top_examples import top_indices
+from npeff.ops.analysis.ranking import top_indices
 
 TUNING_TOP = 16
 

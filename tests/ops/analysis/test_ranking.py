@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from npeff.errors import InvalidArgumentError
-from npeff.ops.analysis.top_examples import top_examples, top_indices
+from npeff.ops.analysis.ranking import top_examples, top_indices
 from tests.ops.analysis.helpers import hand_made_decomposition, known_tunings_case, small_store
 
 
