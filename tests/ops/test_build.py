@@ -7,7 +7,8 @@ import torch
 from npeff.cuda_ops import project
 from npeff.errors import InvalidArgumentError, NpeffError
 from npeff.ops import PefSpec, TaskSpec, build_store
-from npeff.ops.pef.build import example_range, load_model_and_tokenizer
+from npeff.ops.pef.build import example_range
+from npeff.ops.pef.loading import load_model_and_tokenizer
 from npeff.ops.pef.tasks import TaskError
 from npeff.store import open_store
 from tests.fixtures import REVIEWS
