@@ -65,9 +65,9 @@ def task(labels=64):
 
 def npeff_rows(net, tok, data, pef, dim, batch_size):
     """Normalised PEFs of ``data`` through build_store's own batch routine (no store I/O)."""
-    from npeff.ops import build as build_module
+    from npeff.ops.pef.batch import BatchSetup, batch_pefs
     from npeff.ops.pef.formulations import make_formulation
-    from npeff.ops.pef.spec import eps_matrix, finish_pefs
+    from npeff.ops.pef.spec import eps_matrix
     from npeff.ops.pef.per_example import select_parameters
 
     included, layout = select_parameters(net)
@@ -79,12 +79,11 @@ def npeff_rows(net, tok, data, pef, dim, batch_size):
     eps = eps_matrix(pef, formulation.num_classes, dtype=torch.float32, device="cpu")
     spec = {"kind": "ssp-v1", "seed": 0}
     out = []
+    setup = BatchSetup(formulation=formulation, task=t, included=included, layout=layout, pef=pef, eps=eps,
+                       projection=spec, dim=dim, backend="cpu", dtype=torch.float32)
     for start in range(0, len(data), batch_size):
         batch = data[start:start + batch_size]
-        g, _ = build_module._batch_pefs(batch, [t.render(e) for e in batch], formulation, included, layout,
-                                        pef, eps, pef.rows(formulation.num_classes), spec, dim, "cpu",
-                                        torch.float32, build_module.MEMORY_BUDGET)
-        out.append(finish_pefs(g, pef)[0])
+        out.append(batch_pefs(setup, batch, list(range(start, start + len(batch))))[0])
     return torch.cat(out), layout
 
 

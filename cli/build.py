@@ -51,7 +51,7 @@ def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, g
       npeff build ./my-model --data reviews.jsonl --task sst2.yaml --out sst2.store --eps 8
     """
     from npeff.errors import InvalidArgumentError
-    from npeff.ops.pef.build import build_store, load_examples, load_model_and_tokenizer, parse_shard
+    from npeff.ops.pef import build_store, load_examples, load_model_and_tokenizer, parse_shard
     from npeff.ops.pef import PefSpec
     from npeff.ops.pef.tasks import TaskSpec
 

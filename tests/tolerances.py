@@ -19,3 +19,19 @@ FLOAT64_VS_NAIVE = dict(rtol=1e-9, atol=1e-12)
 
 #: a float32 computation or float32 storage against a float64 reference of O(1) values.
 FLOAT32_VS_FLOAT64 = dict(rtol=1e-5, atol=1e-6)
+
+#: a PEF computed in float64 but stored in float32, against a float64 brute-force reference,
+#: compared as a relative Frobenius distance of the Fisher matrices (or as a float64 PEF norm):
+#: float32 rounding (6e-8 relative) accumulated over the entries of the rows.
+FLOAT32_STORED_PEF = dict(rtol=1e-6)
+
+#: entries of unit-norm PEF rows stored in float32 (each |value| <= 1), against a float64 reference
+#: or against a build that batched and padded the same examples differently.
+FLOAT32_STORED_ROWS = dict(rtol=1e-7, atol=1e-6)
+
+#: class probabilities stored in float32 against float64 ones of a single unpadded forward pass.
+FLOAT32_STORED_PROBS = dict(rtol=1e-5)
+
+#: the sum of per-tensor float32 projections against one float32 projection of the whole row: a
+#: sum over ~n terms in another order; atol is this rtol times the largest projected value.
+FLOAT32_PROJECTION_REGROUPED = dict(rtol=1e-4)

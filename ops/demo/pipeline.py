@@ -60,7 +60,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, overwr
             earlier demo and ``overwrite`` is not set (nothing is touched then).
     """
     from npeff.ops.analysis import tunings
-    from npeff.ops.pef.build import build_store, load_examples, load_model_and_tokenizer
+    from npeff.ops.pef import build_store, load_examples, load_model_and_tokenizer
     from npeff.ops.decomposition import DecomposeConfig, decompose
     from npeff.ops.report import write_report
     from npeff.ops.pef.tasks import TaskSpec

@@ -1,4 +1,5 @@
-"""Building PEF stores: a model, examples and a task formulation in, a PEF store out.
+"""Building PEF stores: the plan, the example range of a shard, and the build loop that writes
+the store one batch at a time (each batch: :mod:`npeff.ops.pef.batch`).
 
 ``build_store`` works for Hugging Face causal LMs and sequence classifiers (with a tokenizer) and
 for any ``torch.nn.Module`` that maps a batch of input tensors to logits (``examples`` then hold
@@ -8,30 +9,20 @@ for any ``torch.nn.Module`` that maps a batch of input tensors to logits (``exam
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-import torch
 from torch import nn
 
-from npeff.cuda_ops import ProjectionSpec, project
+from npeff.cuda_ops import ProjectionSpec
 from npeff.errors import InvalidArgumentError
-from npeff.ops.pef.formulations import TensorClassifier, make_formulation
-from npeff.ops.pef.spec import PefSpec, eps_matrix, finish_pefs, objective_rows
-from npeff.ops.pef.per_example import (
-    MEMORY_BUDGET,
-    ActivationRecorder,
-    projected_row_gradients,
-    select_parameters,
-)
+from npeff.ops.pef.batch import MAX_STORED_PROBS, BatchSetup, batch_pefs
+from npeff.ops.pef.formulations import Formulation, TensorClassifier, make_formulation
+from npeff.ops.pef.loading import model_identity
+from npeff.ops.pef.per_example import MEMORY_BUDGET, select_parameters
+from npeff.ops.pef.spec import PefSpec, eps_matrix
 from npeff.ops.pef.tasks import TaskError, TaskSpec
-from npeff.store import ModelIdentity, create_store
-from npeff.store import PefStore
-
-#: class probabilities are stored per example up to this many classes (next-token: not at all)
-MAX_STORED_PROBS = 4096
+from npeff.store import PefStore, create_store
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,16 +68,6 @@ def example_range(total: int, max_examples: int | None, shard: tuple[int, int] |
         return 0, m
     index, count = shard
     return index * m // count, (index + 1) * m // count
-
-
-def model_identity(model: nn.Module, name: str | None) -> ModelIdentity:
-    config = getattr(model, "config", None)
-    config_text = config.to_json_string(use_diff=False) if hasattr(config, "to_json_string") else repr(model)
-    return ModelIdentity(
-        name=name or type(model).__name__,
-        revision=getattr(config, "_commit_hash", None) if config is not None else None,
-        config_hash=hashlib.sha256(config_text.encode()).hexdigest()[:16],
-    )
 
 
 def build_store(
@@ -150,35 +131,13 @@ def build_store(
     wanted = {id(item.param) for item in included}
     for param in model.parameters():
         param.requires_grad_(id(param) in wanted)
-    if tokenizer is None:
-        if task is not None and task.formulation != "classifier":
-            raise TaskError("models without a tokenizer take the classifier formulation only")
-        if num_classes is None:
-            raise InvalidArgumentError("give num_classes for a model without a tokenizer")
-        formulation = TensorClassifier(model, num_classes, device)
-    else:
-        if task is None:
-            raise InvalidArgumentError("a task is needed with a tokenizer")
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-        if getattr(model.config, "pad_token_id", None) is None:
-            model.config.pad_token_id = tokenizer.pad_token_id
-        formulation = make_formulation(task, model, tokenizer, device)
-        columns = examples.column_names if hasattr(examples, "column_names") else (
-            set(examples[0]) if len(examples) else set())
-        task.check_fields(columns)
+    formulation = _formulation(model, examples, task, tokenizer, num_classes, device)
     classes = formulation.num_classes
     if pef.kind == "exact" and classes > MAX_STORED_PROBS:
         raise InvalidArgumentError(f"exact PEFs would have {classes:,} rows (one per class); use --eps R' "
                                    f"or --gradient")
     rank = pef.stored_rank(classes)
-    rows = pef.rows(classes)
-    if projection == "none":
-        dim, projection_spec = layout.n_total, {"kind": "none"}
-    elif projection == "ssp-v1":
-        projection_spec = ProjectionSpec(seed=seed, d=dim).to_dict()
-    else:
-        raise InvalidArgumentError(f"--projection must be ssp-v1 or none, got {projection!r}")
+    dim, projection_spec = _projection(projection, dim, seed, layout.n_total)
     start, stop = example_range(len(examples), max_examples, shard)
     plan = BuildPlan(layout.n_total, stop - start, rank, dim, classes, (start, stop), len(layout.names))
     if dry_run:
@@ -197,7 +156,11 @@ def build_store(
         resume=resume, overwrite=overwrite, command=command, shard_examples=shard_examples,
         extra_provenance={"example_range": [start, stop], "shard": list(shard) if shard else None},
     )
-    eps = eps_matrix(pef, classes, dtype=parameter_dtype, device=device)
+    setup = BatchSetup(
+        formulation=formulation, task=task, included=included, layout=layout, pef=pef,
+        eps=eps_matrix(pef, classes, dtype=parameter_dtype, device=device), projection=projection_spec,
+        dim=dim, backend=backend, dtype=parameter_dtype, memory_budget=memory_budget,
+    )
     first = start + writer.num_examples
     from tqdm.auto import tqdm
 
@@ -205,15 +168,42 @@ def build_store(
                dynamic_ncols=True)
     for batch_start in range(first, stop, batch_size):
         indices = list(range(batch_start, min(batch_start + batch_size, stop)))
-        batch = [examples[i] for i in indices]
-        texts = [task.render(e) for e in batch] if task is not None else None
-        g, log_probs = _batch_pefs(batch, texts, formulation, included, layout, pef, eps, rows,
-                                   projection_spec, dim, backend, parameter_dtype, memory_budget)
-        g, norms = finish_pefs(g, pef)
-        writer.append(g.detach().to("cpu", torch.float32), _records(batch, texts, indices, task, log_probs, norms))
+        writer.append(*batch_pefs(setup, [examples[i] for i in indices], indices))
         bar.update(len(indices))
     bar.close()
     return writer.finalize()
+
+
+def _formulation(model: nn.Module, examples: Sequence[dict], task: TaskSpec | None, tokenizer,
+                 num_classes: int | None, device: str) -> Formulation | TensorClassifier:
+    """The build's forward pass; with a tokenizer, padding is set up and the task's fields are
+    checked against the data's columns (before anything is written)."""
+    if tokenizer is None:
+        if task is not None and task.formulation != "classifier":
+            raise TaskError("models without a tokenizer take the classifier formulation only")
+        if num_classes is None:
+            raise InvalidArgumentError("give num_classes for a model without a tokenizer")
+        return TensorClassifier(model, num_classes, device)
+    if task is None:
+        raise InvalidArgumentError("a task is needed with a tokenizer")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    if getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    formulation = make_formulation(task, model, tokenizer, device)
+    columns = examples.column_names if hasattr(examples, "column_names") else (
+        set(examples[0]) if len(examples) else set())
+    task.check_fields(columns)
+    return formulation
+
+
+def _projection(projection: str, dim: int, seed: int, n_total: int) -> tuple[int, dict]:
+    """``(d, projection spec)`` for ``--projection``: ssp-v1 to ``dim`` with ``seed``, or none (d = n)."""
+    if projection == "none":
+        return n_total, {"kind": "none"}
+    if projection == "ssp-v1":
+        return dim, ProjectionSpec(seed=seed, d=dim).to_dict()
+    raise InvalidArgumentError(f"--projection must be ssp-v1 or none, got {projection!r}")
 
 
 def _label_names(model: nn.Module, task: TaskSpec | None, classes: int) -> list[str] | None:
@@ -227,97 +217,4 @@ def _label_names(model: nn.Module, task: TaskSpec | None, classes: int) -> list[
     return None
 
 
-def _batch_pefs(batch, texts, formulation, included, layout, pef, eps, rows, projection_spec, dim,
-                backend, dtype, memory_budget):
-    """Projected PEF rows ``[B, rows, dim]`` of one batch, and its class log-probabilities."""
-    count = len(batch)
-    with ActivationRecorder(included) as recorder:
-        if texts is None:
-            inputs = torch.stack([torch.as_tensor(np.asarray(e["input"])) for e in batch]).to(dtype)
-            log_probs, owner = formulation.log_probs(inputs)
-        else:
-            log_probs, owner = formulation.log_probs(texts)
-    objectives = objective_rows(log_probs, pef, eps)
-    device = log_probs.device
-    unprojected = projection_spec["kind"] == "none"
-    exact_dtype = torch.float64 if unprojected and dtype == torch.float64 else torch.float32
-    out = torch.zeros(count * rows, dim, dtype=exact_dtype, device=device)
-
-    out = out.view(count, rows, dim)
-
-    def project_block(block: torch.Tensor, offset: int, row_slice: slice) -> None:
-        block = block.detach().view(count, -1, block.shape[1])
-        if unprojected:
-            out[:, row_slice, offset:offset + block.shape[2]] = block
-        else:
-            projected = project(block.reshape(-1, block.shape[2]), d=dim, seed=projection_spec["seed"],
-                                offset=offset, n_total=layout.n_total, backend=backend)
-            out[:, row_slice] += projected.view(count, -1, dim)
-
-    projected_row_gradients(objectives, recorder, included, sequence_owner=owner, num_examples=count,
-                            project_block=project_block, memory_budget=memory_budget)
-    return out, log_probs.detach()
-
-
-def _records(batch, texts, indices, task, log_probs, norms) -> list[dict]:
-    probs = log_probs.exp().to("cpu", torch.float64)
-    keep_probs = probs.shape[1] <= MAX_STORED_PROBS
-    records = []
-    for i, (example, index) in enumerate(zip(batch, indices)):
-        records.append({
-            "source_id": str(example.get("id", index)) if isinstance(example, dict) else str(index),
-            "text": texts[i] if texts is not None else None,
-            "label": (task.gold_label(example) if task is not None
-                      else (int(example["label"]) if example.get("label") is not None else None)),
-            "prediction": int(probs[i].argmax()),
-            "probs": probs[i].tolist() if keep_probs else None,
-            "pef_norm": float(norms[i]),
-        })
-    return records
-
-
-# ----------------------------------------------------------------------------------------------
-# Loading from the hub or local folders/files
-
-
-def load_model_and_tokenizer(name_or_path: str, formulation: str, *, device: str = "cpu",
-                             dtype: str = "float32"):
-    """``from_pretrained`` a causal LM (or a sequence classifier for ``classifier``)."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
-
-    torch_dtype = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}[dtype]
-    loader = AutoModelForSequenceClassification if formulation == "classifier" else AutoModelForCausalLM
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-        model = loader.from_pretrained(name_or_path)
-    except (OSError, EnvironmentError) as error:
-        raise InvalidArgumentError(f"cannot load model {name_or_path!r}: {str(error).splitlines()[0]}") from None
-    except ValueError as error:
-        kind = "sequence classifier" if formulation == "classifier" else "causal language model"
-        raise InvalidArgumentError(f"{name_or_path!r} cannot be loaded as a {kind} (needed by the "
-                                   f"{formulation} formulation): {str(error).splitlines()[0]}") from None
-    return model.to(device=device, dtype=torch_dtype), tokenizer
-
-
-def load_examples(data: str, *, config: str | None = None, split: str = "train"):
-    """A local jsonl/json/csv/parquet file, or a hub dataset ``name`` (with ``config``/``split``)."""
-    import datasets
-
-    path = Path(data)
-    builders = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-    try:
-        if path.exists():
-            if path.suffix not in builders:
-                raise InvalidArgumentError(f"data file {path} must be .jsonl, .json, .csv or .parquet")
-            return datasets.load_dataset(builders[path.suffix], data_files=str(path), split="train")
-        if path.suffix in builders or ("/" in data and path.parent.exists()):
-            raise InvalidArgumentError(f"data file {path} does not exist")
-        return datasets.load_dataset(data, config, split=split)
-    except InvalidArgumentError:
-        raise
-    except Exception as error:  # datasets raises many types for missing/unreachable data
-        raise InvalidArgumentError(f"cannot load data {data!r}: {str(error).splitlines()[0]}") from None
-
-
-__all__ = ["BuildPlan", "build_store", "example_range", "load_examples", "load_model_and_tokenizer",
-           "parse_shard"]
+__all__ = ["BuildPlan", "build_store", "example_range", "parse_shard"]

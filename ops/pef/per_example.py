@@ -4,47 +4,43 @@ One batched forward pass records, for every module that owns an included paramet
 and output. For each row objective (one per class, EPS row, or the predicted class) one backward
 pass gives the gradient of ``sum_b row[b]`` with respect to those outputs; since examples do not
 interact, the slice of example ``b`` is exactly that example's gradient. Per-example parameter
-gradients then follow in closed form per layer type (e.g. ``sum_t gy[b, t]^T x[b, t]`` for a
-linear layer) and each tensor's ``[B * R, n_tensor]`` block is projected at once, so memory
-scales with the largest tensor, never with ``B * R * n``.
+gradients then follow in closed form per layer type (the rules registered in
+:mod:`npeff.ops.pef.layers`, e.g. ``sum_t gy[b, t]^T x[b, t]`` for a linear layer) and each
+tensor's ``[B * R, n_tensor]`` block is projected at once, so memory scales with the largest
+tensor, never with ``B * R * n``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
 
 from npeff.errors import InvalidArgumentError
+from npeff.ops.pef.layers import LayerRule, is_default_excluded, layer_rule, supported_layers
 from npeff.store.manifest import ParameterLayout
 
 
-def _kind(module: nn.Module) -> str | None:
-    if isinstance(module, nn.Linear):
-        return "linear"
-    if type(module).__name__ == "Conv1D" and hasattr(module, "nf"):  # transformers' GPT-2 layer
-        return "conv1d"
-    if isinstance(module, nn.Embedding):
-        return "embedding"
-    if isinstance(module, nn.LayerNorm):
-        return "layernorm"
-    return None
+class ParameterOwner(NamedTuple):
+    """A layer that holds a parameter (tied weights have several), with its rule (None when the
+    layer type has none) and the parameter's attribute name in it (``"weight"``)."""
 
-
-def _is_default_excluded(module: nn.Module) -> bool:
-    """Embeddings and normalisation layers are left out by default (as in the paper)."""
-    return isinstance(module, nn.Embedding) or "norm" in type(module).__name__.lower()
+    module: nn.Module
+    rule: LayerRule | None
+    attribute: str
 
 
 @dataclasses.dataclass
 class IncludedParameter:
+    """A selected parameter, its offset in the flat parameter vector and the layers owning it."""
+
     name: str
     param: nn.Parameter
     offset: int
-    owners: list  # [(module, kind, attribute)]
+    owners: list[ParameterOwner]
 
 
 def select_parameters(model: nn.Module, include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()
@@ -57,14 +53,14 @@ def select_parameters(model: nn.Module, include: tuple[str, ...] = (), exclude: 
     owners: dict[int, list] = {}
     for module in model.modules():
         for attribute, param in module.named_parameters(recurse=False):
-            owners.setdefault(id(param), []).append((module, _kind(module), attribute))
+            owners.setdefault(id(param), []).append(ParameterOwner(module, layer_rule(module), attribute))
     chosen = []
     for name, param in model.named_parameters():
         param_owners = owners[id(param)]
         if include:
             keep = any(fnmatch.fnmatchcase(name, pattern) for pattern in include)
         else:
-            keep = not any(_is_default_excluded(module) for module, _, _ in param_owners)
+            keep = not any(is_default_excluded(owner.module) for owner in param_owners)
         if any(fnmatch.fnmatchcase(name, pattern) for pattern in exclude):
             keep = False
         if keep:
@@ -75,11 +71,11 @@ def select_parameters(model: nn.Module, include: tuple[str, ...] = (), exclude: 
             f"(parameters are named like {next(iter(n for n, _ in model.named_parameters()), '?')!r})"
         )
     for name, _, param_owners in chosen:
-        for module, kind, _ in param_owners:
-            if kind is None:
+        for owner in param_owners:
+            if owner.rule is None:
                 raise InvalidArgumentError(
-                    f"parameter {name!r} belongs to a {type(module).__name__} layer, for which npeff has "
-                    f"no per-example gradient rule (supported: Linear, Conv1D, Embedding, LayerNorm); "
+                    f"parameter {name!r} belongs to a {type(owner.module).__name__} layer, for which npeff "
+                    f"has no per-example gradient rule (supported: {', '.join(supported_layers())}); "
                     f"leave it out with --exclude '{name}'"
                 )
     layout = ParameterLayout.from_shapes([(name, tuple(param.shape)) for name, param, _ in chosen])
@@ -89,11 +85,23 @@ def select_parameters(model: nn.Module, include: tuple[str, ...] = (), exclude: 
 
 
 @dataclasses.dataclass
-class _Call:
+class RecordedCall:
+    """One forward call of a layer owning included parameters: its first input and its output."""
+
     module: nn.Module
-    kind: str
+    rule: LayerRule
     inputs: torch.Tensor
     output: torch.Tensor
+
+    def per_sequence_gradient(self, attribute: str, gy: torch.Tensor) -> torch.Tensor:
+        """Per-sequence gradient of one parameter of this call, for ``k`` rows at once.
+
+        ``gy`` is ``[k, N, ..., out]``; returns ``[N, k, *param.shape]`` (sequence-major, so that it
+        flattens to ``[N * k, n_tensor]`` without a copy).
+        """
+        rows, n = gy.shape[0], gy.shape[1]
+        return self.rule.per_sequence_gradient(self.module, attribute, self.inputs,
+                                               gy.reshape(rows, n, -1, gy.shape[-1]))
 
 
 class ActivationRecorder:
@@ -102,63 +110,25 @@ class ActivationRecorder:
     def __init__(self, included: list[IncludedParameter]):
         self.modules = {}
         for item in included:
-            for module, kind, _ in item.owners:
-                self.modules[id(module)] = (module, kind)
-        self.calls: list[_Call] = []
+            for owner in item.owners:
+                self.modules[id(owner.module)] = (owner.module, owner.rule)
+        self.calls: list[RecordedCall] = []
         self._handles = []
 
     def __enter__(self) -> "ActivationRecorder":
-        for module, kind in self.modules.values():
-            self._handles.append(module.register_forward_hook(self._hook(kind)))
+        for module, rule in self.modules.values():
+            self._handles.append(module.register_forward_hook(self._hook(rule)))
         return self
 
-    def _hook(self, kind: str):
+    def _hook(self, rule: LayerRule):
         def record(module, inputs, output):
-            self.calls.append(_Call(module, kind, inputs[0].detach() if kind != "embedding" else inputs[0], output))
+            self.calls.append(RecordedCall(module, rule, inputs[0].detach(), output))
         return record
 
     def __exit__(self, *exc) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-
-
-def _flat(t: torch.Tensor) -> torch.Tensor:
-    """``[N, ..., f] -> [N, T, f]``."""
-    return t.reshape(t.shape[0], -1, t.shape[-1])
-
-
-def _per_sequence_grad(call: _Call, attribute: str, gy: torch.Tensor) -> torch.Tensor:
-    """Per-sequence gradient of one parameter of one module call, for ``k`` rows at once.
-
-    ``gy`` is ``[k, N, ..., out]``; returns ``[N, k, *param.shape]`` (sequence-major, so that it
-    flattens to ``[N * k, n_tensor]`` without a copy).
-    """
-    rows, n = gy.shape[0], gy.shape[1]
-    g = gy.reshape(rows, n, -1, gy.shape[-1])
-    module = call.module
-    if call.kind in ("linear", "conv1d"):
-        if attribute == "bias":
-            return g.sum(dim=2).transpose(0, 1)
-        x = _flat(call.inputs).to(g.dtype)
-        if call.kind == "linear":
-            return torch.einsum("rnto,nti->nroi", g, x)
-        return torch.einsum("rnto,nti->nrio", g, x)
-    if call.kind == "layernorm":
-        shape = module.normalized_shape
-        if attribute == "bias":
-            return g.sum(dim=2).transpose(0, 1).reshape(n, rows, *shape)
-        x_hat = nn.functional.layer_norm(call.inputs, shape, None, None, module.eps)
-        return torch.einsum("rnto,nto->nro", g, _flat(x_hat).to(g.dtype)).reshape(n, rows, *shape)
-    if call.kind == "embedding":
-        ids = call.inputs.reshape(n, -1)
-        weights = g.transpose(0, 1)  # [N, k, T, D]
-        if module.padding_idx is not None:
-            weights = weights * (ids != module.padding_idx)[:, None, :, None].to(g.dtype)
-        grad = torch.zeros(n, rows, module.num_embeddings, module.embedding_dim, dtype=g.dtype, device=g.device)
-        index = ids[:, None, :, None].expand(n, rows, ids.shape[1], module.embedding_dim)
-        return grad.scatter_add_(2, index, weights)
-    raise AssertionError(call.kind)  # select_parameters refused other layer types
 
 
 #: default bound on the bytes of output gradients and of one tensor's per-example gradients
@@ -197,7 +167,7 @@ def projected_row_gradients(
     outputs = [call.output for call in calls]
     n_rows = rows.shape[1]
     sequences = rows.shape[0] if sequence_owner is None else sequence_owner.shape[0]
-    for call, item in ((c, i) for i in included for m, _, _ in i.owners for c in calls if c.module is m):
+    for call, item in ((c, i) for i in included for o in i.owners for c in calls if c.module is o.module):
         if call.output.shape[0] != sequences:
             raise InvalidArgumentError(
                 f"parameter {item.name!r} feeds all examples of a batch at once (its layer's output "
@@ -243,9 +213,9 @@ def _example_gradients(item, calls, by_module, gys, sequence_owner, num_examples
     """``[B * k, n_tensor]`` per-example gradients of one parameter for ``k`` rows (example-major)."""
     k = gys[0].shape[0] if gys else 0
     total = None
-    for module, _, attribute in item.owners:
-        for i in by_module.get(id(module), []):
-            part = _per_sequence_grad(calls[i], attribute, gys[i])
+    for owner in item.owners:
+        for i in by_module.get(id(owner.module), []):
+            part = calls[i].per_sequence_gradient(owner.attribute, gys[i])
             total = part if total is None else total + part
     if total is None:  # parameter unused by this forward pass: zero gradients
         return torch.zeros(num_examples * k, item.param.numel(), dtype=rows.dtype, device=rows.device)

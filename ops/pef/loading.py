@@ -1,0 +1,69 @@
+"""Loading what a build reads: Hugging Face models and tokenizers, local or hub data, and the
+identity of a model as a store's manifest records it."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from npeff.errors import InvalidArgumentError
+from npeff.store import ModelIdentity
+
+#: ``--dtype`` names of the parameter dtypes a model may be loaded in
+MODEL_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
+
+#: data file suffix -> the ``datasets`` builder that reads it
+DATA_FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+def load_model_and_tokenizer(name_or_path: str, formulation: str, *, device: str = "cpu",
+                             dtype: str = "float32"):
+    """``from_pretrained`` a causal LM (or a sequence classifier for ``classifier``)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    torch_dtype = MODEL_DTYPES[dtype]
+    loader = AutoModelForSequenceClassification if formulation == "classifier" else AutoModelForCausalLM
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        model = loader.from_pretrained(name_or_path)
+    except (OSError, EnvironmentError) as error:
+        raise InvalidArgumentError(f"cannot load model {name_or_path!r}: {str(error).splitlines()[0]}") from None
+    except ValueError as error:
+        kind = "sequence classifier" if formulation == "classifier" else "causal language model"
+        raise InvalidArgumentError(f"{name_or_path!r} cannot be loaded as a {kind} (needed by the "
+                                   f"{formulation} formulation): {str(error).splitlines()[0]}") from None
+    return model.to(device=device, dtype=torch_dtype), tokenizer
+
+
+def load_examples(data: str, *, config: str | None = None, split: str = "train"):
+    """A local jsonl/json/csv/parquet file, or a hub dataset ``name`` (with ``config``/``split``)."""
+    import datasets
+
+    path = Path(data)
+    try:
+        if path.exists():
+            if path.suffix not in DATA_FILE_BUILDERS:
+                raise InvalidArgumentError(f"data file {path} must be .jsonl, .json, .csv or .parquet")
+            return datasets.load_dataset(DATA_FILE_BUILDERS[path.suffix], data_files=str(path), split="train")
+        if path.suffix in DATA_FILE_BUILDERS or ("/" in data and path.parent.exists()):
+            raise InvalidArgumentError(f"data file {path} does not exist")
+        return datasets.load_dataset(data, config, split=split)
+    except InvalidArgumentError:
+        raise
+    except Exception as error:  # datasets raises many types for missing/unreachable data
+        raise InvalidArgumentError(f"cannot load data {data!r}: {str(error).splitlines()[0]}") from None
+
+
+def model_identity(model: nn.Module, name: str | None) -> ModelIdentity:
+    """The model as the manifest records it: a name, the hub revision when known, and a hash of
+    its configuration (of its ``repr`` for a module without a Hugging Face config)."""
+    config = getattr(model, "config", None)
+    config_text = config.to_json_string(use_diff=False) if hasattr(config, "to_json_string") else repr(model)
+    return ModelIdentity(
+        name=name or type(model).__name__,
+        revision=getattr(config, "_commit_hash", None) if config is not None else None,
+        config_hash=hashlib.sha256(config_text.encode()).hexdigest()[:16],
+    )

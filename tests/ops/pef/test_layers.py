@@ -1,0 +1,110 @@
+"""Per-layer gradient rules (ops/pef/layers.py): the built-in rules against brute force, the
+registry's lookup, and a new layer type supported by one registration."""
+
+import pytest
+import torch
+from torch import nn
+
+from npeff.errors import InvalidArgumentError
+from npeff.ops import build_store
+from npeff.ops.pef import LayerRule, register_layer_rule
+from npeff.ops.pef import layers
+from tests import tolerances
+from tests.fixtures import REVIEWS
+from tests.ops.pef.references import TASKS, brute_force, gram_distance, load, lrm_rows, rows_of, unit_pef
+
+PEF_RTOL = tolerances.FLOAT32_STORED_PEF["rtol"]
+
+
+class Scale(nn.Module):
+    """A layer npeff has no rule for: ``y = x * weight`` elementwise."""
+
+    def __init__(self, features):
+        super().__init__()
+        self.weight = nn.Parameter(torch.linspace(0.5, 1.5, features))
+
+    def forward(self, x):
+        return x * self.weight
+
+
+def scale_gradient(module, attribute, x, gy):
+    """``sum_t gy[t] * x[t]`` as ``[N, k, features]``."""
+    return torch.einsum("rnto,nto->nro", gy, layers.flatten_positions(x).to(gy.dtype))
+
+
+def scaled_mlp():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(4, 5), Scale(5), nn.Tanh(), nn.Linear(5, 3)).double()
+    examples = [{"input": torch.randn(4, dtype=torch.float64), "label": i % 3} for i in range(5)]
+    return model, examples
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """The layer registry, restored after the test."""
+    monkeypatch.setattr(layers, "LAYER_RULES", dict(layers.LAYER_RULES))
+    return layers.LAYER_RULES
+
+
+def test_included_embeddings_and_norms_match_brute_force(tmp_path, tiny_models):
+    """GPT-2's token embedding is tied to the LM head: its gradient sums the Embedding and Linear rules."""
+    model, tokenizer = load(tiny_models, "gpt2", "label-tokens")
+    task = TASKS["label-tokens"]
+    store = build_store(model, REVIEWS[:3], task, tmp_path / "s", tokenizer=tokenizer, projection="none",
+                        include=("transformer.wte.*", "transformer.h.0.ln_1.*"))
+    names = store.manifest["parameter_layout"]["names"]
+    assert names == ["transformer.wte.weight", "transformer.h.0.ln_1.weight", "transformer.h.0.ln_1.bias"]
+    for b in range(3):
+        reference, _ = brute_force(model, tokenizer, task, REVIEWS[b], names)
+        assert gram_distance(rows_of(store, b), unit_pef(reference)) < PEF_RTOL
+
+
+def test_unsupported_layer_is_refused_with_the_exclude_hint(tmp_path):
+    model, examples = scaled_mlp()
+    with pytest.raises(InvalidArgumentError, match=r"'1.weight' belongs to a Scale layer.*no per-example "
+                                                   r"gradient rule \(supported: Linear, Conv1D, Embedding, "
+                                                   r"LayerNorm\); leave it out with --exclude '1.weight'"):
+        build_store(model, examples, None, tmp_path / "s", num_classes=3, projection="none")
+    assert not (tmp_path / "s").exists()
+    store = build_store(model, examples, None, tmp_path / "s", num_classes=3, projection="none",
+                        exclude=("1.weight",))
+    assert store.manifest["parameter_layout"]["names"] == ["0.weight", "0.bias", "3.weight", "3.bias"]
+
+
+def test_registered_rule_makes_a_new_layer_supported(tmp_path, registry):
+    register_layer_rule(Scale, LayerRule(name="Scale", per_sequence_gradient=scale_gradient))
+    model, examples = scaled_mlp()
+    store = build_store(model, examples, None, tmp_path / "s", num_classes=3, projection="none", batch_size=2)
+    assert "1.weight" in store.manifest["parameter_layout"]["names"]
+    params = list(model.parameters())
+    for b, example in enumerate(examples):
+        reference = lrm_rows(torch.log_softmax(model(example["input"][None])[0], 0), params)
+        assert gram_distance(rows_of(store, b), unit_pef(reference)) < PEF_RTOL
+    assert "Scale" in layers.supported_layers()
+
+
+def test_registered_rule_can_exclude_its_layer_by_default(tmp_path, registry):
+    register_layer_rule(Scale, LayerRule(name="Scale", per_sequence_gradient=scale_gradient,
+                                         excluded_by_default=True))
+    model, examples = scaled_mlp()
+    store = build_store(model, examples, None, tmp_path / "s", num_classes=3, projection="none")
+    assert "1.weight" not in store.manifest["parameter_layout"]["names"]
+
+
+def test_rules_are_found_for_subclasses_and_by_qualified_name():
+    from transformers.pytorch_utils import Conv1D
+
+    class MyLinear(nn.Linear):
+        pass
+
+    assert layers.layer_rule(MyLinear(2, 3)).name == "Linear"
+    assert layers.layer_rule(Conv1D(3, 2)).name == "Conv1D"
+    assert layers.layer_rule(Scale(2)) is None and layers.layer_rule(nn.Tanh()) is None
+
+
+@pytest.mark.parametrize("module,excluded", [
+    (nn.Embedding(3, 2), True), (nn.LayerNorm(2), True), (nn.Linear(2, 2), False), (nn.RMSNorm(2), True),
+    (Scale(2), False),
+])
+def test_embeddings_and_norms_are_excluded_by_default(module, excluded):
+    assert layers.is_default_excluded(module) == excluded

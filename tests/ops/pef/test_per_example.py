@@ -1,0 +1,80 @@
+"""Per-example gradients (ops/pef/per_example.py) against brute-force float64 Fishers: every
+formulation, any torch module, the default parameter selection, memory-bounded row groups."""
+
+import numpy as np
+import pytest
+import torch
+
+from npeff.errors import InvalidArgumentError
+from npeff.ops import PefSpec, build_store
+from tests import tolerances
+from tests.fixtures import REVIEWS
+from tests.ops.pef.references import (MODEL_FORMULATIONS, TASKS, brute_force, fisher_norm, gram_distance, load,
+                                      lrm_rows, rows_of, unit_pef)
+
+PEF_RTOL = tolerances.FLOAT32_STORED_PEF["rtol"]
+
+
+@pytest.mark.parametrize("name,formulation", MODEL_FORMULATIONS)
+def test_exact_pefs_equal_brute_force_fisher(tmp_path, tiny_models, name, formulation):
+    model, tokenizer = load(tiny_models, name, formulation)
+    task = TASKS[formulation]
+    store = build_store(model, REVIEWS, task, tmp_path / "s", tokenizer=tokenizer, projection="none",
+                        batch_size=3)
+    names = store.manifest["parameter_layout"]["names"]
+    table = store.examples.to_pylist()
+    data = store.read()
+    for b, example in enumerate(REVIEWS):
+        reference, probs = brute_force(model, tokenizer, task, example, names)
+        g = torch.from_numpy(data[b]).double()
+        assert gram_distance(g, unit_pef(reference)) < PEF_RTOL
+        assert table[b]["pef_norm"] == pytest.approx(fisher_norm(reference), rel=PEF_RTOL)
+        np.testing.assert_allclose(table[b]["probs"], probs.numpy(), **tolerances.FLOAT32_STORED_PROBS)
+        assert table[b]["prediction"] == int(probs.argmax())
+        assert table[b]["text"] == task.render(example) and table[b]["status"] == "ok"
+    assert store.rank == len(table[0]["probs"]) and store.dim == store.manifest["parameter_layout"]["n_total"]
+
+
+def test_any_torch_module(tmp_path):
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3)).double()
+    examples = [{"input": torch.randn(5, dtype=torch.float64), "label": i % 3} for i in range(6)]
+    store = build_store(model, examples, None, tmp_path / "s", num_classes=3, projection="none", batch_size=4)
+    params = list(model.parameters())
+    for b, example in enumerate(examples):
+        reference = lrm_rows(torch.log_softmax(model(example["input"][None])[0], 0), params)
+        assert gram_distance(rows_of(store, b), unit_pef(reference)) < PEF_RTOL
+    assert store.examples["label"].to_pylist() == [0, 1, 2, 0, 1, 2]
+
+
+def test_default_parameters_exclude_embeddings_and_norms(tmp_path, tiny_models):
+    model, tokenizer = load(tiny_models, "gpt2", "label-tokens")
+    store = build_store(model, REVIEWS[:2], TASKS["label-tokens"], tmp_path / "s", tokenizer=tokenizer, dim=32)
+    names = store.manifest["parameter_layout"]["names"]
+    assert not any("wte" in n or "wpe" in n or ".ln_" in n or "ln_f" in n for n in names)
+    assert "transformer.h.0.attn.c_attn.weight" in names
+    only_mlp = build_store(model, REVIEWS[:2], TASKS["label-tokens"], tmp_path / "mlp", tokenizer=tokenizer,
+                           dim=32, include=("*.mlp.*",), exclude=("*.bias",))
+    names = only_mlp.manifest["parameter_layout"]["names"]
+    assert names == ["transformer.h.0.mlp.c_fc.weight", "transformer.h.0.mlp.c_proj.weight",
+                     "transformer.h.1.mlp.c_fc.weight", "transformer.h.1.mlp.c_proj.weight"]
+    assert only_mlp.manifest["parameter_layout"]["n_total"] == 4 * 16 * 64
+
+
+def test_parameter_shared_by_the_whole_batch_is_refused(tmp_path, tiny_models):
+    """GPT-2's position embeddings are broadcast over the batch: no per-example gradient."""
+    model, tokenizer = load(tiny_models, "gpt2", "label-tokens")
+    with pytest.raises(InvalidArgumentError, match="feeds all examples of a batch at once"):
+        build_store(model, REVIEWS[:3], TASKS["label-tokens"], tmp_path / "wpe", tokenizer=tokenizer,
+                    projection="none", include=("transformer.wpe.*",))
+
+
+def test_small_memory_budget_gives_the_same_pefs(tmp_path, tiny_models):
+    """Rows processed in groups (and tensors in row chunks) under a tiny budget: same result."""
+    model, tokenizer = load(tiny_models, "gpt2", "suffixes")
+    task = TASKS["suffixes"]
+    whole = build_store(model, REVIEWS, task, tmp_path / "a", tokenizer=tokenizer, dim=64, batch_size=5,
+                        pef=PefSpec(kind="eps", eps_rows=5))
+    pieces = build_store(model, REVIEWS, task, tmp_path / "b", tokenizer=tokenizer, dim=64, batch_size=5,
+                         pef=PefSpec(kind="eps", eps_rows=5), memory_budget=4096)
+    np.testing.assert_allclose(pieces.read(), whole.read(), **tolerances.FLOAT32_VS_FLOAT64)
