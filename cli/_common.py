@@ -78,6 +78,6 @@ def echo_json(payload: Any) -> None:
     click.echo(json.dumps(payload, indent=1))
 
 
-def percent(value: float | None) -> str:
-    """``" 12.5%"``, or ``n/a`` for None."""
-    return "n/a" if value is None else f"{value:5.1f}%"
+def percent(value: float | None, width: int = 5) -> str:
+    """``" 12.5%"`` (one decimal, right-aligned in ``width``), or ``n/a`` for None."""
+    return "n/a" if value is None else f"{value:{width}.1f}%"

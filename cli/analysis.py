@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import textwrap
 
 import click
 
-HELP = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-DIRECTORY = click.Path(file_okay=False)
+from npeff.cli._common import DIRECTORY, echo_json, overwrite_option, percent
+
 STORE_OPTION = click.option(
     "--store", default=None, type=DIRECTORY,
     help="The PEF store the decomposition was computed from (default: the path it records).")
@@ -20,15 +19,7 @@ def _open(path: str):
     return open_decomposition(path)
 
 
-def _echo_json(payload) -> None:
-    click.echo(json.dumps(payload, indent=1))
-
-
-def _pct(value) -> str:
-    return "n/a" if value is None else f"{value:5.1f}%"
-
-
-@click.command("top-examples", context_settings=HELP)
+@click.command("top-examples")
 @click.argument("decomposition", type=DIRECTORY)
 @STORE_OPTION
 @click.option("-k", "k", default=16, show_default=True, type=int, help="Examples per component.")
@@ -47,7 +38,7 @@ def top_examples(decomposition, store, k, components, as_json):
     opened = analysis.open_store_for(decomp, store)
     result = analysis.top_examples(decomp, opened, k=k, components=list(components))
     if as_json:
-        _echo_json(result)
+        echo_json(result)
         return
     names = analysis.label_names(opened)
     for entry in result:
@@ -63,7 +54,7 @@ def top_examples(decomposition, store, k, components, as_json):
                        f"label {label:<10} pred {prediction:<10} {text}")
 
 
-@click.command(context_settings=HELP)
+@click.command()
 @click.argument("decomposition", type=DIRECTORY)
 @STORE_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (summary and one record per component).")
@@ -81,16 +72,16 @@ def tunings(decomposition, store, as_json):
     opened = analysis.open_store_for(decomp, store)
     result = analysis.tunings(decomp, opened)
     if as_json:
-        _echo_json(result.to_dict())
+        echo_json(result.to_dict())
         return
     summary = result.summary()
     names = analysis.label_names(opened)
     click.echo(f"{summary['n_included']} of {summary['n_components']} components analysed "
                f"({summary['n_excluded']} excluded: fewer than {summary['top']} examples with non-zero coefficient)")
-    click.echo(f"  prediction-tuned {_pct(summary['prediction_tuned_pct'])}")
-    click.echo(f"  label-tuned      {_pct(summary['label_tuned_pct'])}"
+    click.echo(f"  prediction-tuned {percent(summary['prediction_tuned_pct'])}")
+    click.echo(f"  label-tuned      {percent(summary['label_tuned_pct'])}"
                + ("" if summary["labels_available"] else "   (the store has no gold labels)"))
-    click.echo(f"  LnP-tuned        {_pct(summary['lnp_tuned_pct'])}")
+    click.echo(f"  LnP-tuned        {percent(summary['lnp_tuned_pct'])}")
     for c in result.components:
         if c.prediction_tuned or c.label_tuned:
             flags = ", ".join(
@@ -100,7 +91,7 @@ def tunings(decomposition, store, as_json):
             click.echo(f"  component {c.component:>4}: {flags}")
 
 
-@click.command(context_settings=HELP)
+@click.command()
 @click.argument("decomposition_a", type=DIRECTORY)
 @click.argument("decomposition_b", type=DIRECTORY)
 @click.option("--store", default=None, type=DIRECTORY,
@@ -119,7 +110,7 @@ def compare(decomposition_a, decomposition_b, store, as_json):
 
     result = analysis.compare(_open(decomposition_a), _open(decomposition_b), store)
     if as_json:
-        _echo_json(result)
+        echo_json(result)
         return
     split = result["split_map"]
     click.echo(f"similarity score {result['similarity']:.4f} "
@@ -137,13 +128,13 @@ def compare(decomposition_a, decomposition_b, store, as_json):
             click.echo(f"  {split['coarse'].upper()}{coarse} -> " + ", ".join(f"{split['fine'].upper()}{f}" for f in fine))
 
 
-@click.command(context_settings=HELP)
+@click.command()
 @click.argument("decomposition", type=DIRECTORY)
 @STORE_OPTION
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
 @click.option("-k", "k", default=16, show_default=True, type=click.IntRange(1),
               help="Top examples shown per component.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing file at --out.")
+@overwrite_option("an existing file at --out")
 def report(decomposition, store, out, k, overwrite):
     """Write one self-contained HTML page about DECOMPOSITION (works offline).
 

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import click
 
-from npeff.cli.main_helpers import command_line
-
-HELP = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+from npeff.cli._common import DEVICE, DIRECTORY, command_line, overwrite_option
 
 
-@click.command(context_settings=HELP)
+@click.command()
 @click.argument("model")
 @click.option("--data", required=True,
               help="Local .jsonl/.json/.csv/.parquet file, or a hub dataset name.")
@@ -17,7 +15,7 @@ HELP = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 @click.option("--split", default="train", show_default=True, help="Hub dataset split.")
 @click.option("--task", "task_file", required=True, type=click.Path(dir_okay=False),
               help="Task YAML: formulation, template, labels, label_field.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Store directory to write.")
+@click.option("--out", required=True, type=DIRECTORY, help="Store directory to write.")
 @click.option("--eps", "eps_rows", type=int, default=None,
               help="Expectation projection with R' rows instead of one row per class (sec. 2.1.1).")
 @click.option("--svd-rank", type=int, default=None, help="Keep the top-k singular directions (sec. 2.1.2).")
@@ -28,14 +26,14 @@ HELP = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the projections.")
 @click.option("--include", multiple=True, help="Parameter-name glob to include (replaces the default).")
 @click.option("--exclude", multiple=True, help="Parameter-name glob to exclude (repeatable).")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@DEVICE
 @click.option("--dtype", type=click.Choice(["float32", "float64", "bfloat16"]), default="float32",
               show_default=True, help="Model dtype.")
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--max-examples", type=click.IntRange(1), default=None, help="Use the first N examples.")
 @click.option("--shard", default=None, help="i/N: build part i of N (join the parts with `npeff merge`).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted build of the same store.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing store at --out.")
+@overwrite_option("an existing store at --out")
 @click.option("--dry-run", is_flag=True, help="Print n, m, r, d and the store's size, then stop.")
 def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, gradient, projection, dim,
           seed, include, exclude, device, dtype, batch_size, max_examples, shard, resume, overwrite,
@@ -51,8 +49,7 @@ def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, g
       npeff build ./my-model --data reviews.jsonl --task sst2.yaml --out sst2.store --eps 8
     """
     from npeff.errors import InvalidArgumentError
-    from npeff.ops.pef import build_store, load_examples, load_model_and_tokenizer, parse_shard
-    from npeff.ops.pef import PefSpec
+    from npeff.ops.pef import PefSpec, build_store, load_examples, load_model_and_tokenizer, parse_shard
     from npeff.ops.pef.tasks import TaskSpec
 
     if gradient and eps_rows is not None:
@@ -74,3 +71,6 @@ def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, g
         click.echo(result.describe())
         return
     click.echo(f"wrote {result.num_examples:,} PEFs (r = {result.rank}, d = {result.dim}) to {result.path}")
+
+
+COMMANDS = [build]

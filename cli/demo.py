@@ -3,10 +3,14 @@ seeded projection's promises on random data."""
 
 from __future__ import annotations
 
+import functools
+
 import click
 
+from npeff.cli._common import DIRECTORY, overwrite_option, percent
 
-@click.command("check-projection", context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.command("check-projection")
 @click.option("--log2-n", default=20, show_default=True, type=click.IntRange(8, 30),
               help="Length of the vectors to project is 2**LOG2_N.")
 @click.option("--dim", "-d", default=1024, show_default=True, type=int,
@@ -40,10 +44,10 @@ def check_projection(log2_n: int, dim: int, rows: int, seed: int, backend: str) 
         raise SystemExit(1)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--out", default="npeff-demo", show_default=True, type=click.Path(file_okay=False),
+@click.command()
+@click.option("--out", default="npeff-demo", show_default=True, type=DIRECTORY,
               help="Folder for everything the demo makes (model, data, store, decomposition, report).")
-@click.option("--overwrite", is_flag=True, help="Replace a previous demo in --out.")
+@overwrite_option("a previous demo in --out")
 @click.option("--quick", is_flag=True, help="A smaller run (a few seconds) with fewer examples and components.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the data, model and decomposition.")
 def demo(out: str, overwrite: bool, quick: bool, seed: int) -> None:
@@ -58,10 +62,7 @@ def demo(out: str, overwrite: bool, quick: bool, seed: int) -> None:
     """
     from npeff.ops.demo.pipeline import DemoSettings, run_demo
 
-    settings = DemoSettings(seed=seed)
-    if quick:
-        settings = DemoSettings(pef_examples=480, dim=1024, n_components=12, warmup_steps=100, joint_steps=800,
-                                warmup_lr=1e-3, joint_lr=1e-3, seed=seed)
+    settings = DemoSettings.quick(seed=seed) if quick else DemoSettings(seed=seed)
     summary = run_demo(out, settings, overwrite=overwrite, progress=True, log=click.echo)
     _print_summary(summary)
     if summary["alignment"]["aligned_fraction"] < 0.5:
@@ -92,10 +93,7 @@ def _print_summary(summary: dict) -> None:
                f"(random: {aligned['chance_mean_purity']:.2f})")
     per_strategy = Counter(c["strategy"] for c in aligned["components"] if c["purity"] >= aligned["threshold"])
     click.echo("  components per strategy: " + ", ".join(f"{name} {count}" for name, count in sorted(per_strategy.items())))
-
-    def pct(value):
-        return "n/a" if value is None else f"{value:.1f}%"
-
+    pct = functools.partial(percent, width=0)
     click.echo(f"tunings: prediction-tuned {pct(tunings['prediction_tuned_pct'])}, label-tuned "
                f"{pct(tunings['label_tuned_pct'])}, LnP-tuned {pct(tunings['lnp_tuned_pct'])}")
     click.echo("")
@@ -103,3 +101,6 @@ def _print_summary(summary: dict) -> None:
     click.echo(f"  npeff top-examples {summary['decomposition']} -k 5 --component 0")
     click.echo(f"  npeff tunings {summary['decomposition']}")
     click.echo(f"  npeff info {summary['store']}")
+
+
+COMMANDS = [demo, check_projection]

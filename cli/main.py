@@ -9,9 +9,8 @@ from __future__ import annotations
 import click
 
 from npeff import __version__
+from npeff.cli._common import CONTEXT_SETTINGS
 from npeff.errors import NpeffError
-
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 class UserFacingError(click.ClickException):
@@ -50,15 +49,12 @@ def cli() -> None:
 
 
 def register_commands() -> None:
-    from npeff.cli import analysis, build, decompose, demo, store_commands
+    """Every command group's commands on the ``npeff`` group (they inherit its context settings)."""
+    from npeff.cli import analysis, build, decompose, demo, store
 
-    cli.add_command(build.build)
-    cli.add_command(decompose.decompose)
-    cli.add_command(decompose.fit)
-    cli.add_command(demo.demo)
-    cli.add_command(demo.check_projection)
-    for command in store_commands.COMMANDS + analysis.COMMANDS:
-        cli.add_command(command)
+    for group in (build, decompose, store, analysis, demo):
+        for command in group.COMMANDS:
+            cli.add_command(command)
 
 
 register_commands()

@@ -10,8 +10,7 @@ from npeff.errors import OutputExistsError
 from npeff.ops.demo.pipeline import MARKER, DemoSettings, run_demo
 
 #: the reduced size run by the tests (about ten seconds) and its stated alignment threshold
-SMALL = DemoSettings(train_examples=4000, pef_examples=480, dim=1024, n_components=12, warmup_steps=100,
-                     joint_steps=800, warmup_lr=1e-3, joint_lr=1e-3)
+SMALL = DemoSettings.quick()
 ALIGNED_AT_LEAST = 0.5
 
 

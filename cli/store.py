@@ -6,27 +6,24 @@ import json
 
 import click
 
-from npeff.cli.main_helpers import command_line
-
-HELP = {"help_option_names": ["-h", "--help"]}
-STORE = click.Path(file_okay=False, dir_okay=True, path_type=str)
+from npeff.cli._common import DIRECTORY, command_line, overwrite_option
 
 
-@click.command(context_settings=HELP)
-@click.argument("store", type=STORE)
+
+@click.command()
+@click.argument("store", type=DIRECTORY)
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 def info(store: str, as_json: bool) -> None:
     """Describe a PEF store: shape, size on disk, projection spec, parameters, model, PEF spec,
     provenance and the compatibility fingerprint (equal fingerprints: mergeable stores)."""
-    from npeff.store import open_store
-    from npeff.store import format_info, store_info
+    from npeff.store import format_info, open_store, store_info
 
     description = store_info(open_store(store))
     click.echo(json.dumps(description, indent=1) if as_json else format_info(description))
 
 
-@click.command(context_settings=HELP)
-@click.argument("store", type=STORE)
+@click.command()
+@click.argument("store", type=DIRECTORY)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; print only problems.")
 def verify(store: str, quiet: bool) -> None:
     """Check a store's checksums, tensor metadata, table schema and row counts.
@@ -49,10 +46,10 @@ def verify(store: str, quiet: bool) -> None:
                    f"({report.status})")
 
 
-@click.command(context_settings=HELP)
-@click.argument("out", type=STORE)
-@click.argument("stores", nargs=-1, required=True, type=STORE)
-@click.option("--overwrite", is_flag=True, help="Replace OUT if it is already a store.")
+@click.command()
+@click.argument("out", type=DIRECTORY)
+@click.argument("stores", nargs=-1, required=True, type=DIRECTORY)
+@overwrite_option("OUT if it is already a store")
 def merge(out: str, stores: tuple[str, ...], overwrite: bool) -> None:
     """Concatenate compatible stores into OUT, in the order given.
 
@@ -67,12 +64,12 @@ def merge(out: str, stores: tuple[str, ...], overwrite: bool) -> None:
                f"fingerprint {merged.fingerprint}")
 
 
-@click.command(context_settings=HELP)
-@click.argument("store", type=STORE)
-@click.argument("out", type=STORE)
+@click.command()
+@click.argument("store", type=DIRECTORY)
+@click.argument("out", type=DIRECTORY)
 @click.option("--format", "fmt", type=click.Choice(["hf"]), default="hf", show_default=True,
               help="hf: a Hugging Face datasets folder (Parquet table + dataset card, tensor as zarr).")
-@click.option("--overwrite", is_flag=True, help="Replace OUT if it is an earlier export.")
+@overwrite_option("OUT if it is an earlier export")
 def export(store: str, out: str, fmt: str, overwrite: bool) -> None:
     """Export STORE to OUT in a format others can load without npeff.
 
