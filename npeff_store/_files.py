@@ -1,5 +1,6 @@
-"""File helpers shared by every on-disk format: staged atomic writes, output directories that are
-never clobbered unasked, JSON that maps parse errors to :class:`CorruptError`, content checksums."""
+"""File helpers shared by every on-disk format: staged atomic writes (of files and of whole
+directories), output directories that are never clobbered unasked, JSON that maps parse errors to
+:class:`CorruptError`, content checksums."""
 
 from __future__ import annotations
 
@@ -56,6 +57,28 @@ def atomic_write_json(path: str | os.PathLike, payload: dict) -> None:
     atomic_write_bytes(path, (json.dumps(payload, indent=1, sort_keys=False) + "\n").encode())
 
 
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, *, replace: bool = False) -> Iterator[Path]:
+    """A uniquely named temporary directory beside ``path`` to fill; on success it becomes ``path``.
+
+    ``path`` must then be absent or an empty directory; with ``replace`` an existing ``path`` is
+    removed just before the rename (the one moment with nothing at ``path``). On an error the
+    temporary directory is removed and ``path`` is untouched. The name ends in ``.partial``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
+    try:
+        os.chmod(staging, 0o777 & ~_UMASK)
+        yield staging
+        if replace and path.exists():
+            shutil.rmtree(path)
+        os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def read_json(path: str | os.PathLike, *, what: str = "file", missing: type[NotFoundError] = NotFoundError,
               corrupt: type[CorruptError] = CorruptError) -> dict:
     """The JSON object in ``path``.
@@ -81,39 +104,63 @@ def read_json(path: str | os.PathLike, *, what: str = "file", missing: type[NotF
     return data
 
 
-def prepare_output_dir(path: str | os.PathLike, *, what: str, is_ours: Callable[[Path], bool],
-                       overwrite: bool, resume: Callable[[Path], bool] | None = None) -> Path:
-    """Make ``path`` an empty directory to write ``what`` into, refusing to clobber anything unasked.
+def check_output_dir(path: str | os.PathLike, *, what: str, is_ours: Callable[[Path], bool], overwrite: bool,
+                     resume: Callable[[Path], bool] | None = None,
+                     exists: type[OutputExistsError] = OutputExistsError) -> str:
+    """What writing ``what`` into the directory ``path`` will do; refuses to clobber anything unasked.
+
+    Touches nothing: :func:`prepare_output_dir` acts on the answer, and a writer that stages its
+    output elsewhere (then renames it into place) checks first with this.
 
     Args:
         path: the output directory.
-        what: a noun for messages ("decomposition", "demo folder").
+        what: a noun for messages ("store", "decomposition", "demo folder").
         is_ours: whether a non-empty directory holds a previous output of this kind (only those
-            are ever removed, and only with ``overwrite``).
-        overwrite: remove a previous output of this kind.
-        resume: optional; when it returns True for an existing output, the directory is kept as it
+            are ever replaced, and only with ``overwrite``).
+        overwrite: replace a previous output of this kind.
+        resume: optional; when it returns True for an existing output, that output is kept as it
             is (an interrupted run to continue).
+        exists: the :class:`OutputExistsError` subclass to raise (e.g. ``StoreExistsError``).
 
     Returns:
-        ``path`` as a :class:`Path`, existing.
+        ``"create"`` (``path`` is absent or an empty directory), ``"replace"`` (a previous output,
+        with ``overwrite``) or ``"resume"``.
 
     Raises:
-        OutputExistsError: ``path`` is a file, a non-empty directory that is not ours, or ours
-            without ``overwrite`` (nor ``resume``).
+        exists: ``path`` is a file, a non-empty directory that is not ours, or ours without
+            ``overwrite`` (nor ``resume``).
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise OutputExistsError(f"{path} exists and is a file; give a directory for the {what}")
-    if path.exists() and any(path.iterdir()):
-        if not is_ours(path):
-            raise OutputExistsError(f"{path} exists, is not empty and is not an npeff {what}; refusing to write "
-                                    f"into it (choose another path or empty it)")
-        if overwrite:
-            shutil.rmtree(path)
-        elif resume is not None and resume(path):
-            return path
-        else:
-            raise OutputExistsError(f"a {what} already exists at {path}; pass --overwrite to replace it")
+        raise exists(f"{path} exists and is a file; give a directory for the {what}")
+    if not path.exists() or not any(path.iterdir()):
+        return "create"
+    if not is_ours(path):
+        raise exists(f"{path} exists, is not empty and is not an npeff {what}; refusing to write "
+                     f"into it (choose another path or empty it)")
+    if overwrite:
+        return "replace"
+    if resume is not None and resume(path):
+        return "resume"
+    raise exists(f"a {what} already exists at {path}; pass --overwrite to replace it")
+
+
+def prepare_output_dir(path: str | os.PathLike, *, what: str, is_ours: Callable[[Path], bool],
+                       overwrite: bool, resume: Callable[[Path], bool] | None = None,
+                       exists: type[OutputExistsError] = OutputExistsError) -> Path:
+    """Make ``path`` a directory to write ``what`` into: empty, or a previous output to resume.
+
+    Arguments and errors as :func:`check_output_dir`; a previous output is removed when it is
+    replaced, kept when it is resumed.
+
+    Returns:
+        ``path`` as a :class:`Path`, existing.
+    """
+    path = Path(path)
+    action = check_output_dir(path, what=what, is_ours=is_ours, overwrite=overwrite, resume=resume,
+                              exists=exists)
+    if action == "replace":
+        shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
