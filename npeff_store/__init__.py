@@ -2,9 +2,10 @@
 
 from npeff.store.decomposition import Decomposition, open_decomposition
 from npeff.store.manifest import ModelIdentity, ParameterLayout, StoreConfig, StoreManifest
-from npeff.store.pef_store import PefStore, PefStoreWriter, StoreChunk, create_store, open_store
+from npeff.store.reader import PefStore, StoreChunk, open_store
 from npeff.store.schema import EXAMPLE_SCHEMA
 from npeff.store.sharing import VerifyReport, export_hf, format_info, merge_stores, store_info, verify_store
+from npeff.store.writer import PefStoreWriter, create_store
 
 __all__ = [
     "Decomposition",

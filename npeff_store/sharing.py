@@ -14,18 +14,10 @@ import pyarrow.parquet as pq
 from npeff.errors import IncompatibleStoresError, InvalidArgumentError, NpeffError, StoreExistsError
 from npeff.store import _files
 from npeff.store.manifest import canonical_json
-from npeff.store.pef_store import (
-    EXAMPLES,
-    MANIFEST,
-    PEFS,
-    PROGRESS,
-    PefStore,
-    _open_array,
-    create_store,
-    open_store,
-    shard_data_path,
-    shard_table_path,
-)
+from npeff.store._layout import EXAMPLES, MANIFEST, PEFS, PROGRESS, shard_data_path, shard_table_path
+from npeff.store._layout import open_array as _open_array
+from npeff.store.reader import PefStore, open_store
+from npeff.store.writer import create_store
 from npeff.store.schema import EXAMPLE_SCHEMA
 
 EXPORT_MANIFEST = "npeff_manifest.json"

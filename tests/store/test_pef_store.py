@@ -17,7 +17,7 @@ from npeff.errors import (
     StoreNotFoundError,
 )
 from npeff.store import EXAMPLE_SCHEMA, ParameterLayout, create_store, open_store
-from npeff.store.pef_store import default_layout, shard_data_path
+from npeff.store._layout import default_layout, shard_data_path
 from tests.store.helpers import example_records, pef_rows
 
 SSP = {"kind": "ssp-v1", "seed": 3}

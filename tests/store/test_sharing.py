@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from npeff.cli.main import cli
 from npeff.errors import IncompatibleStoresError, InvalidArgumentError, StoreExistsError
 from npeff.store import ParameterLayout, create_store, open_store
-from npeff.store.pef_store import shard_data_path, shard_table_path
+from npeff.store._layout import shard_data_path, shard_table_path
 from npeff.store.sharing import export_hf, merge_stores, store_info, verify_store
 from tests.store.helpers import example_records, pef_rows
 from tests.store.test_pef_store import build
