@@ -11,7 +11,7 @@ from npeff.cli.main import cli
 from npeff.errors import IncompatibleStoresError, InvalidArgumentError, StoreExistsError
 from npeff.store import ParameterLayout, create_store, open_store
 from npeff.store._layout import shard_data_path, shard_table_path
-from npeff.store.sharing import export_hf, merge_stores, store_info, verify_store
+from npeff.store import export_hf, merge_stores, store_info, verify_store
 from tests.store.helpers import example_records, pef_rows
 from tests.store.test_pef_store import build
 
