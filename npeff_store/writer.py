@@ -47,6 +47,7 @@ from npeff.store.schema import example_rows, finish_row, rows_to_table
 
 
 def _as_numpy(g: Any) -> np.ndarray:
+    """``G`` as a numpy array: a torch tensor is moved to the CPU (bfloat16 widened to float32)."""
     if type(g).__module__.split(".")[0] == "torch":
         g = g.detach().cpu()
         if str(g.dtype) == "torch.bfloat16":
@@ -60,7 +61,6 @@ def _as_numpy(g: Any) -> np.ndarray:
 def write_progress(root: Path, shards: list[ShardRecord]) -> None:
     """Record ``shards`` as the committed ones (atomically: the commit point of the last one)."""
     _files.atomic_write_json(root / PROGRESS, {"shards": [s.to_dict() for s in shards]})
-
 
 
 @dataclass
@@ -235,9 +235,11 @@ class PefStoreWriter:
 
 
 def _finite_and_ranks(g: np.ndarray, storage: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """Per example: are all values finite once stored in ``storage``, and how many nonzero rows.
+    """Per example of ``g[k, r, d]``: are all values finite once stored in ``storage`` (bool ``[k]``),
+    and how many of its rows are nonzero (its rank, int ``[k]``).
 
-    One float32 pass over ``g``; examples whose float32 row norms overflow are re-checked in float64.
+    One pass over ``g`` in its dtype (memory: the ``[k, r]`` row norms); only examples whose row
+    norms overflow are re-checked in float64.
     """
     with np.errstate(over="ignore", invalid="ignore"):
         norms = np.einsum("krd,krd->kr", g, g)
@@ -252,6 +254,7 @@ def _finite_and_ranks(g: np.ndarray, storage: np.dtype) -> tuple[np.ndarray, np.
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
+    """``table`` as the bytes of a Parquet file (checksummed, then written atomically)."""
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     return sink.getvalue().to_pybytes()
