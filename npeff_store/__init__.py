@@ -1,10 +1,14 @@
 """On-disk formats of npeff: PEF stores (manifest, sharded zarr v3 tensor, Parquet table)."""
 
 from npeff.store.decomposition import Decomposition, open_decomposition
+from npeff.store.export import export_hf
+from npeff.store.info import format_info, store_info
 from npeff.store.manifest import ModelIdentity, ParameterLayout, StoreConfig, StoreManifest
-from npeff.store.pef_store import PefStore, PefStoreWriter, StoreChunk, create_store, open_store
+from npeff.store.merge import merge_stores
+from npeff.store.reader import PefStore, StoreChunk, open_store
 from npeff.store.schema import EXAMPLE_SCHEMA
-from npeff.store.sharing import VerifyReport, export_hf, format_info, merge_stores, store_info, verify_store
+from npeff.store.verify import VerifyReport, verify_store
+from npeff.store.writer import PefStoreWriter, create_store
 
 __all__ = [
     "Decomposition",

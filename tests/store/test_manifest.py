@@ -68,3 +68,10 @@ def test_layout_validation():
 def test_differences_name_each_field():
     lines = config().differences(config(rank=2, dtype="float32"))
     assert len(lines) == 2 and lines[0].strip().startswith("rank: existing 4")
+
+
+def test_fingerprint_is_projection_and_layout():
+    other_layout = ParameterLayout.from_shapes([("a", (6,)), ("b", (5,))])
+    assert config().fingerprint() == config(pef_spec={"x": 1}, rank=2, dtype="float32", model=None).fingerprint()
+    assert config().fingerprint() != config(projection={"kind": "ssp-v1", "seed": 6}).fingerprint()
+    assert config().fingerprint() != config(parameter_layout=other_layout).fingerprint()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from npeff.store import open_store
-from npeff.store.pef_store import PROGRESS, shard_data_path, shard_table_path
+from npeff.store._layout import PROGRESS, shard_data_path, shard_table_path
 from tests.store.helpers import pef_rows
 
 M, RANK, DIM, SHARD = 40, 2, 64, 4

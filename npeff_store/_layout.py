@@ -1,0 +1,118 @@
+"""Where a PEF store keeps what: file names, shard paths, default shard sizes, and the TensorStore
+spec of the tensor ``G[m, r, d]`` (a sharded zarr v3 array), with the function that opens it.
+
+Layout::
+
+    STORE/manifest.json               what the store is (written atomically; status building|finalized)
+    STORE/progress.json               committed shards while building (the commit point of a shard)
+    STORE/pefs/zarr.json              zarr v3 metadata; shards of ``shard_examples`` examples
+    STORE/pefs/c/<i>/0/0              shard i: inner chunks with crc32c, shard index with crc32c
+    STORE/examples/part-<i>.parquet   table rows of shard i (declared schema)
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from npeff.errors import StoreCorruptError
+from npeff.store.manifest import StoreConfig
+
+MANIFEST = "manifest.json"
+PROGRESS = "progress.json"
+PEFS = "pefs"
+EXAMPLES = "examples"
+TARGET_SHARD_BYTES = 128 << 20
+TARGET_CHUNK_BYTES = 4 << 20
+_TABLE_PART = re.compile(r"part-(\d+)\.parquet$")
+
+
+def is_store(path: Path) -> bool:
+    """Whether ``path`` holds a store (building or finalized): it has a manifest."""
+    return (path / MANIFEST).is_file()
+
+
+def shard_data_path(root: Path, index: int) -> Path:
+    """The file holding shard ``index`` of the tensor (zarr v3 chunk key of a sharded array)."""
+    return root / PEFS / "c" / str(index) / "0" / "0"
+
+
+def shard_table_path(root: Path, index: int) -> Path:
+    """The Parquet part holding the example-table rows of shard ``index``."""
+    return root / EXAMPLES / f"part-{index:06d}.parquet"
+
+
+def table_part_index(name: str) -> int | None:
+    """The shard index of a table part's file name, None for a name that is not a table part."""
+    match = _TABLE_PART.match(name)
+    return None if match is None else int(match.group(1))
+
+
+def default_layout(rank: int, dim: int, dtype: str) -> tuple[int, int]:
+    """``(shard_examples, chunk_examples)`` for ~128 MiB shards of ~4 MiB inner chunks."""
+    per_example = rank * dim * (4 if dtype == "float32" else 2)
+    chunk = max(1, TARGET_CHUNK_BYTES // per_example)
+    shard = max(1, TARGET_SHARD_BYTES // (per_example * chunk)) * chunk
+    return shard, chunk
+
+
+def tensorstore_spec(root: Path, config: StoreConfig | None = None) -> dict:
+    """The TensorStore spec of the tensor under ``root``: to open it, or (with ``config``) to create it.
+
+    One zarr shard holds ``shard_examples`` examples (all of r and d); inside it, inner chunks of
+    ``chunk_examples`` examples are each checked with crc32c, so a partial read checks what it reads.
+    """
+    spec: dict[str, Any] = {
+        "driver": "zarr3",
+        "kvstore": {"driver": "file", "path": str(root / PEFS)},
+        # files are written to a temporary name and renamed (atomic against a killed process);
+        # no fsync per shard: durability after a power loss is checked with `npeff verify`
+        "context": {"file_io_sync": False},
+    }
+    if config is not None:
+        # every committed shard must exist as a file, also when its examples are all zeros
+        spec["store_data_equal_to_fill_value"] = True
+        little = {"name": "bytes", "configuration": {"endian": "little"}}
+        spec["metadata"] = {
+            "shape": [0, config.rank, config.dim],
+            "data_type": config.dtype,
+            "chunk_grid": {"name": "regular",
+                           "configuration": {"chunk_shape": [config.shard_examples, config.rank, config.dim]}},
+            "chunk_key_encoding": {"name": "default"},
+            "fill_value": 0,
+            "codecs": [{
+                "name": "sharding_indexed",
+                "configuration": {
+                    "chunk_shape": [config.chunk_examples, config.rank, config.dim],
+                    "codecs": [little, {"name": "crc32c"}],
+                    "index_codecs": [little, {"name": "crc32c"}],
+                    "index_location": "end",
+                },
+            }],
+            "attributes": {"npeff": "PEF tensor G[m, r, d]; see ../manifest.json"},
+        }
+    return spec
+
+
+def open_array(root: Path, *, config: StoreConfig | None = None):
+    """Open the tensor read-only, or (with ``config``) for writing, creating it when missing.
+
+    Raises:
+        StoreCorruptError: with ``config``, an existing array's ``[r, d]`` or dtype differ from it.
+    """
+    import tensorstore as ts
+
+    if config is None:
+        return ts.open(tensorstore_spec(root), open=True, read=True).result()
+    if (root / PEFS / "zarr.json").is_file():
+        spec = dict(tensorstore_spec(root), store_data_equal_to_fill_value=True)
+        array = ts.open(spec, open=True, read=True, write=True).result()
+        expected = (config.rank, config.dim)
+        if tuple(array.domain.shape[1:]) != expected or str(array.dtype.numpy_dtype) != config.dtype:
+            raise StoreCorruptError(
+                f"{root / PEFS} holds a [{', '.join(map(str, array.domain.shape))}] "
+                f"{array.dtype.numpy_dtype} array, the manifest says [m, {config.rank}, {config.dim}] {config.dtype}"
+            )
+        return array
+    return ts.open(tensorstore_spec(root, config), create=True, read=True, write=True).result()

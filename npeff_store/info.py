@@ -1,0 +1,80 @@
+"""Describing a PEF store (``npeff info``): a JSON-able summary and its human-readable rendering."""
+
+from __future__ import annotations
+
+import collections
+
+from dask.utils import format_bytes
+
+from npeff.store import _files
+from npeff.store.manifest import canonical_json
+from npeff.store.reader import PefStore
+
+
+def store_info(store: PefStore) -> dict:
+    """A JSON-able description of a store: shape, size on disk, spec, provenance, fingerprint.
+
+    Reads the manifest and the example table's ``status`` column (not the tensor).
+    """
+    config = store.config
+    statuses = collections.Counter(store.examples.column("status").to_pylist())
+    layout = config.parameter_layout
+    return {
+        "path": str(store.path),
+        "status": store.status,
+        "kind": config.kind,
+        "num_examples": store.num_examples,
+        "rank": config.rank,
+        "dim": config.dim,
+        "dtype": config.dtype,
+        "num_shards": len(store.shards),
+        "shard_examples": config.shard_examples,
+        "chunk_examples": config.chunk_examples,
+        "size_on_disk": _files.directory_size(store.path),
+        "fingerprint": store.fingerprint,
+        "projection": config.projection,
+        "parameter_layout": None if layout is None else {
+            "num_parameters": len(layout.names), "n_total": layout.n_total, "names": list(layout.names)},
+        "model": None if config.model is None else config.model.to_dict(),
+        "pef_spec": config.pef_spec,
+        "example_status": dict(statuses),
+        "provenance": store.manifest["provenance"],
+    }
+
+
+def format_info(info: dict) -> str:
+    """Human-readable rendering of :func:`store_info`: one aligned ``label  value`` line per fact."""
+    projection = info["projection"]
+    if projection["kind"] == "ssp-v1":
+        projection_text = (f"ssp-v1 (seed {projection['seed']}, d {projection['d']}, "
+                           f"region size {projection['region_size']})")
+    else:
+        projection_text = projection["kind"]
+    layout = info["parameter_layout"]
+    layout_text = ("not recorded" if layout is None
+                   else f"{layout['num_parameters']} tensors, n = {layout['n_total']:,}")
+    model = info["model"]
+    provenance = info["provenance"]
+    lines = [
+        ("store", f"{info['path']} ({info['status']})"),
+        ("kind", info["kind"]),
+        ("shape", f"m = {info['num_examples']:,} examples, r = {info['rank']}, d = {info['dim']}, "
+                  f"{info['dtype']}"),
+        ("shards", f"{info['num_shards']} of up to {info['shard_examples']} examples "
+                   f"(checked chunks of {info['chunk_examples']})"),
+        ("on disk", format_bytes(info["size_on_disk"])),
+        ("projection", projection_text),
+        ("parameters", layout_text),
+        ("model", "not recorded" if model is None
+         else f"{model['name']}" + (f" @ {model['revision']}" if model.get("revision") else "")),
+        ("pef spec", "not recorded" if info["pef_spec"] is None else canonical_json(info["pef_spec"])),
+        ("examples", ", ".join(f"{k}: {v:,}" for k, v in sorted(info["example_status"].items())) or "none"),
+        ("fingerprint", info["fingerprint"]),
+        ("created", f"{provenance.get('created')} by npeff {provenance.get('packages', {}).get('npeff', '?')}"),
+        ("finalized", str(provenance.get("finalized"))),
+        ("command", str(provenance.get("command"))),
+    ]
+    if "merged_from" in provenance:
+        lines.append(("merged from", ", ".join(p["path"] for p in provenance["merged_from"])))
+    width = max(len(k) for k, _ in lines)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in lines)
