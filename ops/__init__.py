@@ -7,7 +7,7 @@ store), :mod:`~npeff.ops.decomposition` (NPEFF and coefficient fitting), :mod:`~
 importing a light submodule (a config) does not load torch and transformers.
 """
 
-import importlib
+from npeff._lazy import lazy_exports
 
 _EXPORTS = {
     "BuildPlan": "npeff.ops.pef.build",
@@ -19,15 +19,7 @@ _EXPORTS = {
     "fit_coefficients": "npeff.ops.decomposition.fit",
 }
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'npeff.ops' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = sorted(_EXPORTS)

@@ -8,7 +8,7 @@
 The names below are imported on first use (the config alone loads no torch).
 """
 
-import importlib
+from npeff._lazy import lazy_exports
 
 _EXPORTS = {
     "DecomposeConfig": "npeff.ops.decomposition.config",
@@ -20,15 +20,7 @@ _EXPORTS = {
     "load_array": "npeff.store.arrays",
 }
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'npeff.ops.decomposition' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = sorted(_EXPORTS)

@@ -41,3 +41,12 @@ def test_console_script_is_installed():
     script = Path(sys.executable).parent / "npeff"
     out = subprocess.run([str(script), "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and __version__ in out.stdout
+
+
+def test_the_command_loads_no_heavy_library_until_a_command_runs():
+    """``npeff --help`` stays fast: the CLI modules import no torch, transformers or tensorstore."""
+    code = ("import sys, npeff.cli.main\n"
+            "print(sorted(m for m in ('torch', 'transformers', 'tensorstore', 'numba') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -99,7 +99,7 @@ def test_excluded_examples_have_zero_coefficients(tmp_path):
 
 
 def test_a_corrupt_shard_stops_the_run_with_its_name(tmp_path):
-    from npeff.store.pef_store import shard_data_path
+    from npeff.store._layout import shard_data_path
 
     store = make_store(tmp_path / "s", random_pefs(m=12, seed=2), shard=4)
     path = shard_data_path(store.path, 1)
