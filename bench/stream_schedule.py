@@ -43,22 +43,21 @@ def loop_schedule(pieces, load, compute, combine):
 
 def time_passes(store, schedule, *, n_components: int, passes: int, budget: int) -> list[float]:
     """Seconds of each joint pass after the first (which fills the resident shards)."""
-    from npeff.ops.decomposition import npeff
-    from npeff.ops.decomposition.driver import W_FOOTPRINT
+    from npeff.ops.decomposition import algorithm
     from npeff.ops.stream import LocalRunner, ok_mask
 
     mask = ok_mask(store)
-    w, h = npeff.initial_state(n_components, store.num_examples, store.dim, mask, seed=0)
+    w, h = algorithm.initial_state(n_components, store.num_examples, store.dim, mask, seed=0)
     h = h.float()
     runner = LocalRunner(store, dtype=torch.float32, memory_budget=budget, schedule=schedule,
-                         reserved_bytes=W_FOOTPRINT * store.num_examples * n_components * 4)
+                         reserved_bytes=algorithm.W_FOOTPRINT * store.num_examples * n_components * 4)
     seconds = []
     try:
         runner.start({"W": w.float(), "mask": mask})
         for _ in range(passes + 1):
             began = time.perf_counter()
-            hht, m = npeff.gram_terms(h)
-            h = npeff.h_update(h, runner.run_pass(npeff.chunk_step, h, m, True), hht, 1e-6)
+            hht, m = algorithm.gram_terms(h)
+            h = algorithm.h_update(h, runner.run_pass(algorithm.chunk_step, h, m, True), hht, 1e-6)
             seconds.append(time.perf_counter() - began)
     finally:
         runner.close()

@@ -22,18 +22,18 @@ import torch
 
 def unflushed_update(w, n, m):
     """The update without the flush (what npeff did before)."""
-    from npeff.ops.decomposition.npeff import _TINY
+    from npeff.ops.decomposition.algorithm import _TINY
 
     return w * n / (w @ m).clamp_min(_TINY)
 
 
 def run(store, settings, *, flush: bool) -> dict:
     from npeff.ops import decompose
-    from npeff.ops.decomposition import npeff
+    from npeff.ops.decomposition import algorithm
 
-    shipped = npeff.coefficient_update
+    shipped = algorithm.coefficient_update
     if not flush:
-        npeff.coefficient_update = unflushed_update
+        algorithm.coefficient_update = unflushed_update
     try:
         began = time.perf_counter()
         result = decompose(store, settings.n_components, warmup_steps=settings.warmup_steps,
@@ -41,7 +41,7 @@ def run(store, settings, *, flush: bool) -> dict:
                            joint_lr=settings.joint_lr, seed=settings.seed)
         total = time.perf_counter() - began
     finally:
-        npeff.coefficient_update = shipped
+        algorithm.coefficient_update = shipped
     joint = np.asarray(result["step_seconds"][settings.warmup_steps:])
     W = result["W"]
     return {"flush": flush, "total_s": total, "joint_median_step_s": float(np.median(joint)),

@@ -10,6 +10,8 @@ from typing import Any, Callable
 
 import click
 
+from npeff.ops.decomposition.config import COMPUTE_DTYPES
+
 #: the group's context settings; every command inherits them
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -20,7 +22,7 @@ DIRECTORY = click.Path(file_okay=False, path_type=str)
 DEVICE = click.option("--device", default="cpu", show_default=True, help="Torch device: cpu, cuda or cuda:N.")
 
 #: the compute dtype option (decomposition and fitting)
-COMPUTE_DTYPE = click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
+COMPUTE_DTYPE = click.option("--dtype", type=click.Choice(COMPUTE_DTYPES), default="float32",
                              show_default=True, help="Compute dtype.")
 
 #: the memory budget of a pass over a store

@@ -53,7 +53,7 @@ def decompose(store, out, device, memory_budget, device_memory_budget, cluster, 
 @click.argument("decomposition", type=DIRECTORY)
 @click.argument("store", type=DIRECTORY)
 @click.option("--out", required=True, type=DIRECTORY, help="Directory for the coefficients (W.npy).")
-@click.option("--steps", default=100, show_default=True, type=click.IntRange(1), help="Multiplicative W updates.")
+@click.option("--steps", default=100, show_default=True, type=int, help="Multiplicative W updates (>= 1).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the initial coefficients.")
 @DEVICE
 @COMPUTE_DTYPE

@@ -9,7 +9,6 @@ import click
 from npeff.cli._common import DIRECTORY, command_line, overwrite_option
 
 
-
 @click.command()
 @click.argument("store", type=DIRECTORY)
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")

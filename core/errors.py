@@ -8,8 +8,8 @@ Hierarchy::
 
     NpeffError (ValueError)
     ├── InvalidArgumentError
-    │   └── TaskError                    a task file or task spec is invalid
-    ├── BackendUnavailableError (RuntimeError)   a requested device or backend is missing
+    │   ├── TaskError                    a task file or task spec is invalid
+    │   └── BackendUnavailableError (RuntimeError)   a requested device or backend is missing
     ├── OutputExistsError (FileExistsError)      an output is there; --overwrite replaces it
     │   └── StoreExistsError
     ├── NotFoundError (FileNotFoundError)        an input is not there
@@ -33,7 +33,7 @@ class TaskError(InvalidArgumentError):
     """A task file or task specification is invalid."""
 
 
-class BackendUnavailableError(NpeffError, RuntimeError):
+class BackendUnavailableError(InvalidArgumentError, RuntimeError):
     """An explicitly requested compute backend or device (e.g. ``cuda``) is not available."""
 
 

@@ -1,6 +1,12 @@
-"""On-disk formats of npeff: PEF stores (manifest, sharded zarr v3 tensor, Parquet table)."""
+"""Every on-disk format of npeff.
 
-from npeff.store.decomposition import Decomposition, open_decomposition
+PEF stores (manifest, sharded zarr v3 tensor, Parquet table): ``_layout``, ``reader``, ``writer``,
+``manifest``, ``schema``; sharing them: ``info``, ``verify``, ``merge``, ``export`` (``card``).
+Decompositions, their checkpoints and fitted coefficients: ``decomposition``, ``checkpoint``,
+``coefficients`` (arrays through ``arrays``). Atomic writes, output directories and JSON: ``_files``.
+"""
+
+from npeff.store.decomposition import Decomposition, DecompositionManifest, open_decomposition
 from npeff.store.export import export_hf
 from npeff.store.info import format_info, store_info
 from npeff.store.manifest import ModelIdentity, ParameterLayout, StoreConfig, StoreManifest
@@ -12,6 +18,7 @@ from npeff.store.writer import PefStoreWriter, create_store
 
 __all__ = [
     "Decomposition",
+    "DecompositionManifest",
     "open_decomposition",
     "EXAMPLE_SCHEMA",
     "ModelIdentity",

@@ -7,8 +7,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
@@ -18,8 +18,22 @@ from npeff.errors import CorruptError, NotFoundError, OutputExistsError
 
 CHECKSUM_ALGORITHM = "xxh3_128"
 _READ_BLOCK = 1 << 24
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read once at import: files get the usual permissions, not tempfile's 0600
+PARTIAL_SUFFIX = ".partial"
+
+
+def staging_name(path: Path) -> Path:
+    """A fresh hidden name beside ``path`` for staging it: ``.{name}.{random}.partial``."""
+    return path.with_name(f".{path.name}.{secrets.token_hex(6)}{PARTIAL_SUFFIX}")
+
+
+def remove_stale_staging(path: Path) -> None:
+    """Remove what killed writers left staging ``path`` (``.{name}.*.partial`` beside it)."""
+    for stale in path.parent.glob(f".{path.name}.*{PARTIAL_SUFFIX}"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
 
 
 @contextlib.contextmanager
@@ -27,22 +41,23 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", *, fsync: bool = Tru
     """Open a uniquely named temporary file beside ``path``; on success it replaces ``path``.
 
     Readers see the old file or the new one, never half of one. On an error the temporary file
-    is removed and ``path`` is untouched. The name ends in ``.partial`` (ignored by stores).
+    is removed and ``path`` is untouched. The name ends in ``.partial`` (ignored by stores). The
+    file gets the permissions of any new file (the process's umask applies).
     """
     path = Path(path)
-    handle = tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", suffix=".partial",
-                                         delete=False, **({} if "b" in mode else {"encoding": "utf-8"}))
+    staging = staging_name(path)
+    descriptor = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    handle = os.fdopen(descriptor, mode, **({} if "b" in mode else {"encoding": "utf-8"}))
     try:
-        os.chmod(handle.name, 0o666 & ~_UMASK)
         with handle:
             yield handle
             if fsync:
                 handle.flush()
                 os.fsync(handle.fileno())
-        os.replace(handle.name, path)
+        os.replace(staging, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(handle.name)
+            os.unlink(staging)
         raise
 
 
@@ -63,13 +78,15 @@ def atomic_directory(path: str | os.PathLike, *, replace: bool = False) -> Itera
 
     ``path`` must then be absent or an empty directory; with ``replace`` an existing ``path`` is
     removed just before the rename (the one moment with nothing at ``path``). On an error the
-    temporary directory is removed and ``path`` is untouched. The name ends in ``.partial``.
+    temporary directory is removed and ``path`` is untouched. The name ends in ``.partial``; what an
+    earlier, killed writer left staging ``path`` is removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
+    remove_stale_staging(path)
+    staging = staging_name(path)
+    os.mkdir(staging, 0o777)
     try:
-        os.chmod(staging, 0o777 & ~_UMASK)
         yield staging
         if replace and path.exists():
             shutil.rmtree(path)
@@ -104,6 +121,16 @@ def read_json(path: str | os.PathLike, *, what: str = "file", missing: type[NotF
     return data
 
 
+def manifest_format(directory: Path, name: str = "manifest.json") -> str | None:
+    """The ``format`` field of ``directory/name`` (None when absent or unreadable): tells which kind
+    of npeff artifact a directory holds before anything in it is replaced."""
+    try:
+        data = json.loads((Path(directory) / name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data.get("format") if isinstance(data, dict) else None
+
+
 def check_output_dir(path: str | os.PathLike, *, what: str, is_ours: Callable[[Path], bool], overwrite: bool,
                      resume: Callable[[Path], bool] | None = None,
                      exists: type[OutputExistsError] = OutputExistsError) -> str:
@@ -123,8 +150,8 @@ def check_output_dir(path: str | os.PathLike, *, what: str, is_ours: Callable[[P
         exists: the :class:`OutputExistsError` subclass to raise (e.g. ``StoreExistsError``).
 
     Returns:
-        ``"create"`` (``path`` is absent or an empty directory), ``"replace"`` (a previous output,
-        with ``overwrite``) or ``"resume"``.
+        ``"create"`` (``path`` is absent or an empty directory: files a killed writer left staging
+        do not count), ``"replace"`` (a previous output, with ``overwrite``) or ``"resume"``.
 
     Raises:
         exists: ``path`` is a file, a non-empty directory that is not ours, or ours without
@@ -133,7 +160,7 @@ def check_output_dir(path: str | os.PathLike, *, what: str, is_ours: Callable[[P
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise exists(f"{path} exists and is a file; give a directory for the {what}")
-    if not path.exists() or not any(path.iterdir()):
+    if not path.exists() or all(entry.name.endswith(PARTIAL_SUFFIX) for entry in path.iterdir()):
         return "create"
     if not is_ours(path):
         raise exists(f"{path} exists, is not empty and is not an npeff {what}; refusing to write "
@@ -151,7 +178,7 @@ def prepare_output_dir(path: str | os.PathLike, *, what: str, is_ours: Callable[
     """Make ``path`` a directory to write ``what`` into: empty, or a previous output to resume.
 
     Arguments and errors as :func:`check_output_dir`; a previous output is removed when it is
-    replaced, kept when it is resumed.
+    replaced, kept when it is resumed; what killed writers left staging inside it is removed.
 
     Returns:
         ``path`` as a :class:`Path`, existing.
@@ -162,6 +189,11 @@ def prepare_output_dir(path: str | os.PathLike, *, what: str, is_ours: Callable[
     if action == "replace":
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
+    for stale in sorted(path.rglob(f"*{PARTIAL_SUFFIX}"), reverse=True):  # deepest first
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
     return path
 
 

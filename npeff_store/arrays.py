@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from npeff.errors import CorruptError
+from npeff.errors import CorruptError, StoreCorruptError
 from npeff.store import _files
 
 
@@ -17,7 +17,7 @@ def save_array(path: Path, array: np.ndarray) -> None:
         np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
 
 
-def load_array(path: Path, *, corrupt: type[CorruptError] = CorruptError) -> np.ndarray:
+def load_array(path: Path, *, corrupt: type[CorruptError] = StoreCorruptError) -> np.ndarray:
     """The array in ``path``; ``corrupt`` (a :class:`CorruptError`) when missing or unreadable."""
     if not path.is_file():
         raise corrupt(f"{path} is missing")

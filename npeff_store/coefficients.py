@@ -69,7 +69,7 @@ def write_coefficients(path: str | os.PathLike, W: np.ndarray, manifest: Coeffic
     earlier coefficients without ``overwrite``)."""
     path = _files.prepare_output_dir(path, what="coefficients directory", overwrite=overwrite,
                                      exists=StoreExistsError,
-                                     is_ours=lambda p: (p / MANIFEST).is_file() or (p / "W.npy").is_file())
+                                     is_ours=lambda p: _files.manifest_format(p) == FORMAT_NAME)
     save_array(path / "W.npy", W)
     _files.atomic_write_json(path / MANIFEST, manifest.to_dict())
     return path

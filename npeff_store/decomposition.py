@@ -29,8 +29,8 @@ class DecompositionManifest:
     """What ``manifest.json`` of a decomposition records.
 
     Attributes:
-        config: the decomposition's settings (:class:`npeff.ops.DecomposeConfig` as a dict).
         n_components, num_examples, dim: C, m and d.
+        config: the decomposition's settings (:class:`npeff.ops.DecomposeConfig` as a dict).
         store: the store's path as given when it was decomposed (None if unknown).
         store_fingerprint: the store's projection and parameter-layout fingerprint.
         store_content_id: the store's content identity (its shard checksums).
@@ -39,11 +39,11 @@ class DecompositionManifest:
         provenance: package versions, command line and timestamps.
     """
 
-    config: dict
     n_components: int
     num_examples: int
     dim: int
-    store_fingerprint: str
+    config: dict = dataclasses.field(default_factory=dict)
+    store_fingerprint: str | None = None
     store: str | None = None
     store_content_id: str | None = None
     memory_budget: int | None = None
@@ -75,8 +75,8 @@ class DecompositionManifest:
 class Decomposition:
     """A finished decomposition: ``.W`` ``[m, C]``, ``.H`` ``[C, d]``, ``.losses``, ``.config``.
 
-    ``.meta`` is the parsed :class:`DecompositionManifest`, ``.manifest`` the same as a dict.
-    Arrays are read on first use.
+    ``.meta`` is the parsed :class:`DecompositionManifest`, ``.manifest`` the JSON as written (with
+    any field a later version adds). Arrays are read on first use.
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -89,7 +89,7 @@ class Decomposition:
         data = _files.read_json(manifest_path, what="decomposition manifest", missing=StoreNotFoundError,
                                 corrupt=StoreCorruptError)
         self.meta = DecompositionManifest.from_dict(data, source=str(manifest_path))
-        self.manifest = self.meta.to_dict()
+        self.manifest = data
         self._arrays: dict[str, np.ndarray] = {}
 
     def _array(self, name: str) -> np.ndarray:
@@ -122,19 +122,20 @@ def open_decomposition(path: str | os.PathLike) -> Decomposition:
     return Decomposition(path)
 
 
-def prepare_decomposition_dir(path: str | os.PathLike, *, overwrite: bool, resume: bool) -> Path:
+def prepare_decomposition_dir(path: str | os.PathLike, *, overwrite: bool) -> Path:
     """Create the output directory of a decomposition, refusing to clobber anything unasked.
 
-    An interrupted run's directory (a checkpoint, no manifest) is kept as it is: ``resume``
+    An interrupted run's directory (a checkpoint, no manifest) is kept as it is: a resumed run
     continues from its checkpoint, a fresh run replaces the checkpoint as it goes. A finished
-    decomposition is replaced only with ``overwrite``.
+    decomposition is replaced only with ``overwrite``; a directory holding anything else, never.
     """
-    def keep(p: Path) -> bool:
-        return (p / CHECKPOINT_DIR).is_dir() and (resume or not (p / MANIFEST).is_file())
+    def keep(p: Path) -> bool:  # an interrupted run: a checkpoint and no manifest yet
+        return (p / CHECKPOINT_DIR).is_dir() and not (p / MANIFEST).exists()
 
     return _files.prepare_output_dir(
         path, what="decomposition", overwrite=overwrite, resume=keep, exists=StoreExistsError,
-        is_ours=lambda p: (p / MANIFEST).is_file() or (p / CHECKPOINT_DIR).is_dir())
+        is_ours=lambda p: _files.manifest_format(p) == FORMAT_NAME
+        or (not (p / MANIFEST).exists() and (p / CHECKPOINT_DIR).is_dir()))
 
 
 def write_decomposition(path: Path, *, W: np.ndarray, H: np.ndarray, losses: np.ndarray,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 
-from dask.utils import format_bytes
 
 from npeff.store import _files
 from npeff.store.manifest import canonical_json
@@ -44,6 +43,7 @@ def store_info(store: PefStore) -> dict:
 
 def format_info(info: dict) -> str:
     """Human-readable rendering of :func:`store_info`: one aligned ``label  value`` line per fact."""
+    from dask.utils import format_bytes  # here: importing npeff.store loads no dask
     projection = info["projection"]
     if projection["kind"] == "ssp-v1":
         projection_text = (f"ssp-v1 (seed {projection['seed']}, d {projection['d']}, "

@@ -9,7 +9,7 @@ from npeff import errors
 @pytest.mark.parametrize("error, bases", [
     (errors.InvalidArgumentError, (errors.NpeffError, ValueError)),
     (errors.TaskError, (errors.InvalidArgumentError,)),
-    (errors.BackendUnavailableError, (errors.NpeffError, RuntimeError)),
+    (errors.BackendUnavailableError, (errors.InvalidArgumentError, RuntimeError)),
     (errors.OutputExistsError, (errors.NpeffError, FileExistsError)),
     (errors.StoreExistsError, (errors.OutputExistsError, FileExistsError)),
     (errors.NotFoundError, (errors.NpeffError, FileNotFoundError)),

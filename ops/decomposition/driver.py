@@ -12,30 +12,14 @@ import numpy as np
 import torch
 
 from npeff.errors import DecompositionError, IncompatibleStoresError, InvalidArgumentError
-from npeff.ops.decomposition import npeff
+from npeff.ops.decomposition import algorithm
 from npeff.ops.decomposition.config import DecomposeConfig
-from npeff.ops.stream import check_device, make_runner, ok_mask, require_finalized
+from npeff.ops.stream import check_device, make_runner, ok_mask, parse_bytes, require_finalized
 from npeff.store import PefStore, open_store
 from npeff.store.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from npeff.store.decomposition import (Decomposition, DecompositionManifest, open_decomposition,
                                        prepare_decomposition_dir, write_decomposition)
 from npeff.store.manifest import new_provenance, now_iso
-
-#: W and the temporaries of its update, as a multiple of W's bytes (kept off the memory budget)
-W_FOOTPRINT = 3
-
-
-def parse_bytes(text: str | int | None) -> int | None:
-    """``"2GB"``, ``"512MiB"``, ``"1e9"`` or an int -> bytes (None stays None), through dask."""
-    if text is None or isinstance(text, int):
-        return text
-    from dask.utils import parse_bytes as dask_parse_bytes
-
-    try:
-        return int(dask_parse_bytes(str(text)))
-    except (ValueError, TypeError):
-        raise InvalidArgumentError(f"memory budget must look like 2GB, 512MiB or 1e9, got {text!r}") from None
-
 
 def decompose(
     store: PefStore | str | Path,
@@ -93,9 +77,9 @@ def decompose(
     if checkpoint_every and out_path is None:
         raise InvalidArgumentError("checkpoints need an output directory (--out)")
     if out_path is not None:
-        prepare_decomposition_dir(out_path, overwrite=overwrite, resume=resume)
+        prepare_decomposition_dir(out_path, overwrite=overwrite)
 
-    w0, h0 = npeff.initial_state(config.n_components, store.num_examples, store.dim, mask, config.seed)
+    w0, h0 = algorithm.initial_state(config.n_components, store.num_examples, store.dim, mask, config.seed)
     start, losses = 0, []
     if resume:
         w0, h0, start, losses = _resumed_state(out_path, config, store)
@@ -103,7 +87,7 @@ def decompose(
     per_value = torch.empty((), dtype=dtype).element_size()
     runner = make_runner(store, device=device, dtype=dtype, cluster=cluster, memory_budget=budget,
                          device_memory_budget=device_budget,
-                         reserved_bytes=W_FOOTPRINT * store.num_examples * config.n_components * per_value)
+                         reserved_bytes=algorithm.W_FOOTPRINT * store.num_examples * config.n_components * per_value)
     step_seconds: list[float] = []
     try:
         runner.start({"W": w0.to(dtype), "mask": mask})
@@ -115,12 +99,12 @@ def decompose(
             for step in range(start, config.total_steps):
                 began = time.perf_counter()
                 joint = step >= config.warmup_steps
-                hht, m_matrix = npeff.gram_terms(h)
-                partials = runner.run_pass(npeff.chunk_step, h, m_matrix, joint)
+                hht, m_matrix = algorithm.gram_terms(h)
+                partials = runner.run_pass(algorithm.chunk_step, h, m_matrix, joint)
                 loss = float(partials.loss)
                 if not np.isfinite(loss):
                     raise DecompositionError(_non_finite_message(step, out_path))
-                h = npeff.h_update(h, partials, hht, config.joint_lr if joint else config.warmup_lr)
+                h = algorithm.h_update(h, partials, hht, config.joint_lr if joint else config.warmup_lr)
                 losses.append(loss)
                 step_seconds.append(time.perf_counter() - began)
                 bar.set_postfix(loss=f"{loss:.5g}", refresh=False)
@@ -132,7 +116,7 @@ def decompose(
         w = runner.gather("W")
     finally:
         runner.close()
-    w, h = npeff.normalise(w, h)
+    w, h = algorithm.normalise(w, h)
     result = {"W": w.cpu().numpy(), "H": h.cpu().numpy(), "losses": np.asarray(losses),
               "step_seconds": np.asarray(step_seconds)}
     if out_path is None:

@@ -9,10 +9,9 @@ import numpy as np
 import torch
 
 from npeff.errors import IncompatibleStoresError, InvalidArgumentError
-from npeff.ops.decomposition import npeff
+from npeff.ops.decomposition import algorithm
 from npeff.ops.decomposition.config import COMPUTE_DTYPES
-from npeff.ops.decomposition.driver import W_FOOTPRINT, parse_bytes
-from npeff.ops.stream import LocalRunner, check_device, ok_mask, require_finalized
+from npeff.ops.stream import LocalRunner, check_device, ok_mask, parse_bytes, require_finalized
 from npeff.store import PefStore, open_store
 from npeff.store.coefficients import CoefficientsManifest, write_coefficients
 from npeff.store.decomposition import Decomposition, open_decomposition
@@ -48,24 +47,24 @@ def fit_coefficients(decomposition: Decomposition | str | Path, store: PefStore 
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise InvalidArgumentError(f"steps must be an integer >= 1, got {steps!r}")
     if dtype not in COMPUTE_DTYPES:
-        raise InvalidArgumentError(f"dtype must be float32 or float64, got {dtype!r}")
+        raise InvalidArgumentError(f"dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {dtype!r}")
     torch_dtype = getattr(torch, dtype)
     h = torch.from_numpy(decomposition.H).to(device=device, dtype=torch_dtype)
     c = h.shape[0]
-    _, m_matrix = npeff.gram_terms(h)
+    _, m_matrix = algorithm.gram_terms(h)
     mask = ok_mask(store, device, torch_dtype)
     generator = torch.Generator().manual_seed(seed)
     w = torch.rand(store.num_examples, c, generator=generator, dtype=torch.float64).to(device, torch_dtype)
     w *= mask[:, None]
     per_value = torch.empty((), dtype=torch_dtype).element_size()
     runner = LocalRunner(store, device=device, dtype=torch_dtype, memory_budget=parse_bytes(memory_budget),
-                         reserved_bytes=W_FOOTPRINT * store.num_examples * c * per_value)
+                         reserved_bytes=algorithm.W_FOOTPRINT * store.num_examples * c * per_value)
     from tqdm.auto import tqdm
 
     try:
         runner.start({"W": w})
         for _ in tqdm(range(steps), desc="fit", unit="step", disable=not progress):
-            runner.run_pass(npeff.fit_step, h, m_matrix)
+            runner.run_pass(algorithm.fit_step, h, m_matrix)
         coefficients = runner.gather("W").cpu().numpy()
     finally:
         runner.close()

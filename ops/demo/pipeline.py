@@ -18,6 +18,7 @@ import numpy as np
 
 from npeff.ops.demo.alignment import alignment
 from npeff.ops.demo.planted import STRATEGIES, accuracy, make_dataset, make_model, make_tokenizer, train
+from npeff.errors import StoreExistsError
 from npeff.store._files import atomic_write_json, prepare_output_dir
 
 #: the file that marks a folder as a demo's (only such folders are replaced with ``overwrite``)
@@ -62,8 +63,8 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, overwr
     """Run the whole demo into ``out``; returns the summary also written to ``out/summary.json``.
 
     Raises:
-        OutputExistsError: ``out`` is a file, a non-empty folder the demo did not make, or an
-            earlier demo and ``overwrite`` is not set (nothing is touched then).
+        StoreExistsError: (an ``OutputExistsError``) ``out`` is a file, a non-empty folder the demo did
+            not make, or an earlier demo and ``overwrite`` is not set (nothing is touched then).
     """
     from npeff.ops.analysis import tunings
     from npeff.ops.pef import build_store, load_examples, load_model_and_tokenizer
@@ -76,7 +77,8 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, overwr
 
     datasets.disable_progress_bars()  # the demo shows its own progress; the libraries' bars are noise here
     transformers.utils.logging.disable_progress_bar()
-    out = prepare_output_dir(out, what="demo folder", is_ours=_is_demo_folder, overwrite=overwrite)
+    out = prepare_output_dir(out, what="demo folder", is_ours=_is_demo_folder, overwrite=overwrite,
+                             exists=StoreExistsError)
     atomic_write_json(out / MARKER, {"settings": asdict(settings)})
     timings = {}
     started = time.perf_counter()

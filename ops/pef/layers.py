@@ -57,11 +57,17 @@ def register_layer_rule(layer: type | str, rule: LayerRule) -> None:
 
 
 def layer_rule(module: nn.Module) -> LayerRule | None:
-    """The rule registered for ``module``'s class or its nearest registered base class, if any."""
+    """The rule registered for ``module``'s class or its nearest registered base class, if any.
+
+    Copies of GPT-2's ``Conv1D`` outside transformers (models loaded with ``trust_remote_code``,
+    forks) are recognised by their name and ``nf`` attribute, as transformers' own class.
+    """
     for cls in type(module).__mro__:
         rule = LAYER_RULES.get(cls) or LAYER_RULES.get(f"{cls.__module__}.{cls.__qualname__}")
         if rule is not None:
             return rule
+    if type(module).__name__ == "Conv1D" and hasattr(module, "nf"):
+        return CONV1D_RULE
     return None
 
 
@@ -132,5 +138,5 @@ register_layer_rule("transformers.pytorch_utils.Conv1D", CONV1D_RULE)
 register_layer_rule("transformers.modeling_utils.Conv1D", CONV1D_RULE)  # its home in older releases
 register_layer_rule(nn.Embedding, LayerRule(name="Embedding", per_sequence_gradient=embedding_gradient,
                                             excluded_by_default=True))
-register_layer_rule(nn.LayerNorm, LayerRule(name="LayerNorm", per_sequence_gradient=layer_norm_gradient,
-                                            excluded_by_default=True))
+# excluded by default through its name, like every normalisation layer (a subclass named otherwise is not)
+register_layer_rule(nn.LayerNorm, LayerRule(name="LayerNorm", per_sequence_gradient=layer_norm_gradient))

@@ -1,7 +1,7 @@
 """The report page: the settings tables, the components with their tunings and top examples,
 rendered with the template in ``templates/`` and written atomically.
 
-The page needs no network: the plots are inline SVG (:mod:`npeff.ops.report.plots`), the few lines
+The page needs no network: the plots are inline SVG (:mod:`npeff.ops.report.figures`), the few lines
 of script (search and sort) are inline too. Example text is escaped by the template engine.
 """
 
@@ -12,9 +12,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-from npeff.errors import InvalidArgumentError, OutputExistsError
+from npeff.errors import InvalidArgumentError, StoreExistsError
 from npeff.ops import analysis
-from npeff.ops.report.plots import plots
+from npeff.ops.report.figures import plots
 from npeff.store import _files
 
 TEMPLATE = "report.html.j2"
@@ -120,15 +120,16 @@ def write_report(decomposition, store=None, *, out: str | os.PathLike, k: int = 
 
     Raises:
         InvalidArgumentError: ``out`` does not end in ``.html``/``.htm`` or its folder does not exist.
-        OutputExistsError: ``out`` is a directory, or a file and ``overwrite`` is not set.
+        StoreExistsError: (an ``OutputExistsError``) ``out`` is a directory, or a file and ``overwrite``
+            is not set.
     """
     out = Path(out)
     if out.suffix.lower() not in (".html", ".htm"):
         raise InvalidArgumentError(f"the report is an HTML file: --out must end in .html, got {out}")
     if out.is_dir():
-        raise OutputExistsError(f"{out} is a directory; give a file name ending in .html")
+        raise StoreExistsError(f"{out} is a directory; give a file name ending in .html")
     if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
+        raise StoreExistsError(f"{out} exists; pass --overwrite to replace it")
     if not out.parent.is_dir():
         raise InvalidArgumentError(f"the folder {out.parent} does not exist")
     page = build_report(decomposition, store, k=k)

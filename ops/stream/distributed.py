@@ -24,13 +24,13 @@ DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64"}
 class Partition:
     """The shards that live on one worker, with their per-example state rows and per-piece caches.
 
-    Created on its worker as a dask actor; ``ranges`` are the ``(start, stop)`` of its shards.
+    Created on its worker as a dask actor; ``shards`` are the ``(index, start, stop)`` of its shards.
 
     Notes:
         Memory on the worker: its shards ``[k, r, d]`` in ``dtype`` plus their state rows.
     """
 
-    def __init__(self, path: str, ranges: list[tuple[int, int]], dtype: str, device: str = "cpu"):
+    def __init__(self, path: str, shards: list[tuple[int, int, int]], dtype: str, device: str = "cpu"):
         from npeff.store import open_store
 
         try:
@@ -41,11 +41,11 @@ class Partition:
             pass
         store = open_store(path)
         self.device = torch.device(device)
-        self.pieces = [Piece(-1, start, stop, "device") for start, stop in ranges]
+        self.pieces = [Piece(index, start, stop, "device") for index, start, stop in shards]
         torch_dtype = getattr(torch, dtype)
         self.g = [aligned(torch.from_numpy(store.read(start, stop)).to(device=self.device, dtype=torch_dtype))
-                  for start, stop in ranges]
-        self.caches: list[dict[str, Any]] = [{} for _ in ranges]
+                  for _, start, stop in shards]
+        self.caches: list[dict[str, Any]] = [{} for _ in shards]
         self.rows: dict[str, list[torch.Tensor]] = {}
 
     def set_rows(self, rows: dict[str, list[torch.Tensor]]) -> None:
@@ -152,14 +152,14 @@ class DistributedRunner:
         if not workers:
             raise InvalidArgumentError("the dask cluster has no workers")
         shards = self.store.shards
-        homes = [(address, [(s.start, s.stop) for s in shards[i::len(workers)]])
+        homes = [(address, [(s.index, s.start, s.stop) for s in shards[i::len(workers)]])
                  for i, address in enumerate(workers[:len(shards)])]  # shard i on worker i mod N
-        futures = [client.submit(Partition, str(self.store.path), ranges, DTYPE_NAMES[self.dtype],
+        futures = [client.submit(Partition, str(self.store.path), held, DTYPE_NAMES[self.dtype],
                                  self.worker_device, workers=[address], allow_other_workers=False, actor=True,
                                  pure=False)
-                   for address, ranges in homes]
+                   for address, held in homes]
         self.partitions = [future.result() for future in futures]
-        self.ranges = [ranges for _, ranges in homes]
+        self.ranges = [[(start, stop) for _, start, stop in held] for _, held in homes]
         for partition, ranges in zip(self.partitions, self.ranges):
             parts = {name: [value[a:b].clone() for a, b in ranges] for name, value in rows.items()}
             partition.set_rows(parts).result()

@@ -10,9 +10,12 @@ copied over each pass.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Literal
 
 import torch
+
+from npeff.errors import InvalidArgumentError
 
 #: streamed shards are read in pieces of at most this many bytes (whole inner chunks)
 STREAM_PIECE_BYTES = 32 << 20
@@ -24,6 +27,31 @@ PIECES_IN_FLIGHT = 3
 DEVICE_MEMORY_SHARE = 0.9
 
 Tier = Literal["device", "host", "stream"]
+
+
+def parse_bytes(text: str | int | None) -> int | None:
+    """A memory budget: ``"2GB"``, ``"512MiB"``, ``"1e9"`` or an int -> bytes (None stays None).
+
+    Parsed by :func:`dask.utils.parse_bytes`; empty, negative and non-finite budgets are refused.
+    """
+    if text is None:
+        return None
+    if not isinstance(text, (int, str)) or isinstance(text, bool):
+        raise InvalidArgumentError(f"memory budget must be a number of bytes or text like 2GB, got {text!r}")
+    if isinstance(text, int):
+        value = text
+    else:
+        from dask.utils import parse_bytes as dask_parse_bytes
+
+        try:
+            value = dask_parse_bytes(text.strip()) if text.strip() else None
+        except (ValueError, TypeError, OverflowError):
+            value = None
+        if value is None or not math.isfinite(value):
+            raise InvalidArgumentError(f"memory budget must look like 2GB, 512MiB or 1e9, got {text!r}")
+    if value < 0:
+        raise InvalidArgumentError(f"memory budget must not be negative, got {text!r}")
+    return int(value)
 
 
 @dataclasses.dataclass(frozen=True)

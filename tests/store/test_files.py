@@ -44,8 +44,8 @@ def test_atomic_write_leaves_the_old_file_when_the_body_raises(tmp_path):
 def test_concurrent_atomic_writes_use_different_temporary_files(tmp_path):
     target = tmp_path / "a.txt"
     with _files.atomic_write(target, "w") as first, _files.atomic_write(target, "w") as second:
-        assert first.name != second.name
-        assert all(name.endswith(".partial") for name in os.listdir(tmp_path))
+        staged = os.listdir(tmp_path)
+        assert len(staged) == 2 and all(name.endswith(".partial") for name in staged)
         first.write("first")
         second.write("second")
     assert target.read_text() == "first"  # the one that finished last wins, whole
@@ -208,3 +208,36 @@ def test_checksums_and_sizes(tmp_path):
     assert _files.file_checksum(tmp_path / "a") == _files.bytes_checksum(b"x" * 1000)
     assert _files.file_checksum(tmp_path / "a") != _files.file_checksum(tmp_path / "sub" / "b")
     assert _files.directory_size(tmp_path) == 1024
+
+
+def test_staging_left_by_killed_writers_is_cleared(tmp_path):
+    (tmp_path / ".out.dead01.partial").mkdir()
+    (tmp_path / ".out.dead01.partial" / "half").write_text("x")
+    (tmp_path / ".out.dead02.partial").write_text("x")
+    (tmp_path / ".other.dead03.partial").write_text("someone else's")
+    with _files.atomic_directory(tmp_path / "out") as staging:
+        (staging / "a").write_text("a")
+    assert sorted(os.listdir(tmp_path)) == [".other.dead03.partial", "out"]
+
+
+def test_a_directory_holding_only_staging_leftovers_counts_as_empty(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".W.npy.dead.partial").write_text("x")
+    assert _files.check_output_dir(out, what="thing", is_ours=lambda p: False, overwrite=False) == "create"
+    (out / "sub").mkdir()
+    (out / "sub" / ".x.dead.partial").write_text("x")
+    (out / "sub" / "real").write_text("keep")
+    with pytest.raises(OutputExistsError, match="not an npeff thing"):
+        _files.check_output_dir(out, what="thing", is_ours=lambda p: False, overwrite=False)
+    _files.prepare_output_dir(out, what="thing", is_ours=lambda p: True, overwrite=False, resume=lambda p: True)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["sub", "sub/real"]
+
+
+@pytest.mark.parametrize("content, expected", [('{"format": "npeff-decomposition"}', "npeff-decomposition"),
+                                               ("[1, 2]", None), ("{broken", None), (None, None)],
+                         ids=["object", "list", "broken", "absent"])
+def test_manifest_format(tmp_path, content, expected):
+    if content is not None:
+        (tmp_path / "manifest.json").write_text(content)
+    assert _files.manifest_format(tmp_path) == expected

@@ -45,7 +45,7 @@ def decomposed(tmp_path):
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(steps=0), "steps must be an integer >= 1"),
-    (dict(dtype="float16"), "dtype must be float32 or float64"),
+    (dict(dtype="float16"), "dtype must be one of float32, float64"),
     (dict(device="meta"), "not supported"),
     (dict(memory_budget="plenty"), "memory budget must look like"),
 ], ids=lambda value: value if isinstance(value, str) else None)

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from npeff.cli.main import cli
-from npeff.errors import OutputExistsError
+from npeff.errors import StoreExistsError
 from npeff.ops.demo.pipeline import MARKER, DemoSettings, run_demo
 
 #: the reduced size run by the tests (about ten seconds) and its stated alignment threshold
@@ -36,7 +36,7 @@ def test_demo_pipeline_aligns_components_with_planted_strategies(tmp_path):
     result = CliRunner().invoke(cli, ["top-examples", str(tmp_path / "demo" / "decomposition"), "-k", "3",
                                       "--component", "0"])
     assert result.exit_code == 0 and "label " in result.output
-    with pytest.raises(OutputExistsError, match="--overwrite"):
+    with pytest.raises(StoreExistsError, match="--overwrite"):
         run_demo(tmp_path / "demo", SMALL)
 
 
@@ -65,7 +65,7 @@ def _an_earlier_demo(path):
 ], ids=["file", "foreign-folder", "earlier-demo"])
 def test_demo_refuses_an_output_folder(tmp_path, make, message):
     kept = make(tmp_path / "out")
-    with pytest.raises(OutputExistsError, match=message):
+    with pytest.raises(StoreExistsError, match=message):
         run_demo(tmp_path / "out", SMALL)
     assert kept.read_text() == "keep me"
 

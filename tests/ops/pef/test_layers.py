@@ -102,9 +102,23 @@ def test_rules_are_found_for_subclasses_and_by_qualified_name():
     assert layers.layer_rule(Scale(2)) is None and layers.layer_rule(nn.Tanh()) is None
 
 
+def test_copies_of_gpt2_conv1d_are_recognised_by_name():
+    """Models with remote code carry their own copy of GPT-2's Conv1D class."""
+    from transformers.pytorch_utils import Conv1D as Original
+
+    class Conv1D(nn.Module):  # a copy of GPT-2's layer, as remote model code carries
+        def __init__(self):
+            super().__init__()
+            self.nf = 2
+
+    assert layers.layer_rule(Conv1D()) is layers.layer_rule(Original(2, 3))
+    NotConv1D = type("Conv1D", (nn.Module,), {})  # the name alone is not enough
+    assert layers.layer_rule(NotConv1D()) is None
+
+
 @pytest.mark.parametrize("module,excluded", [
     (nn.Embedding(3, 2), True), (nn.LayerNorm(2), True), (nn.Linear(2, 2), False), (nn.RMSNorm(2), True),
-    (Scale(2), False),
+    (Scale(2), False), (type("Centered", (nn.LayerNorm,), {})(2), False),  # normalisation goes by name
 ])
 def test_embeddings_and_norms_are_excluded_by_default(module, excluded):
     assert layers.is_default_excluded(module) == excluded

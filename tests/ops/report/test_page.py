@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from npeff.errors import IncompatibleStoresError, InvalidArgumentError, OutputExistsError
+from npeff.errors import IncompatibleStoresError, InvalidArgumentError, StoreExistsError
 from npeff.ops.report.page import build_report, write_report
 from tests.ops.analysis.helpers import hand_made_decomposition, known_tunings_case, small_store
 
@@ -48,8 +48,8 @@ def _incompatible_store(tmp_path):
 
 
 @pytest.mark.parametrize("name, error, message", [
-    ("existing.html", OutputExistsError, "--overwrite"),
-    ("folder.html", OutputExistsError, "is a directory"),
+    ("existing.html", StoreExistsError, "--overwrite"),
+    ("folder.html", StoreExistsError, "is a directory"),
     ("r.txt", InvalidArgumentError, r"\.html"),
     ("missing/r.html", InvalidArgumentError, "does not exist"),
     ("x.html", IncompatibleStoresError, "do not belong together"),

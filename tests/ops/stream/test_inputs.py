@@ -27,8 +27,9 @@ def test_bad_devices(device, error, message):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without a GPU")
 @pytest.mark.parametrize("cluster", [None, "local:2"])
 def test_cuda_without_a_gpu(cluster):
-    with pytest.raises(BackendUnavailableError, match="torch sees no CUDA GPU"):
+    with pytest.raises(BackendUnavailableError, match="torch sees no CUDA GPU") as raised:
         check_device("cuda", cluster)
+    assert isinstance(raised.value, InvalidArgumentError)  # what it raised before there was a backend error
 
 
 def test_store_state_and_mask(tmp_path):

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from npeff.ops.stream import plan_residency
+from npeff.errors import InvalidArgumentError
+from npeff.ops.stream import parse_bytes, plan_residency
 from tests.ops.stream.helpers import make_store
 
 PER_EXAMPLE = 2 * 8 * 8  # r * d * float64
@@ -51,3 +52,15 @@ def test_pieces_are_whole_inner_chunks(tmp_path):
     writer.append(torch.zeros(8, 2, 8).numpy())
     plan = plan_residency(writer.finalize(), dtype=torch.float64, memory_budget=1, piece_bytes=5 * PER_EXAMPLE)
     assert [(p.start, p.stop) for p in plan.pieces] == [(0, 4), (4, 8)]  # 5 examples round down to a chunk
+
+
+@pytest.mark.parametrize("text, expected", [("2GB", 2 * 10**9), ("512MiB", 512 * 2**20), ("1e9", 10**9),
+                                            (" 4 kB ", 4000), ("0", 0), (123, 123), (None, None)])
+def test_parse_bytes(text, expected):
+    assert parse_bytes(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "  ", "lots", "-1GB", -5, "2 parsecs", 1.5, True])
+def test_bad_budgets(text):
+    with pytest.raises(InvalidArgumentError, match="memory budget"):
+        parse_bytes(text)

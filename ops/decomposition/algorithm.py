@@ -26,6 +26,9 @@ import torch
 
 from npeff.ops.stream.runner import PieceState
 
+#: W and the temporaries of its update, as a multiple of W's bytes (taken off the memory budget)
+W_FOOTPRINT = 3
+
 #: floor of the W update's denominator (an example orthogonal to every component keeps W = 0)
 _TINY = 1e-30
 

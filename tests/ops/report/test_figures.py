@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from npeff.ops.report.plots import plots
+from npeff.ops.report.figures import plots
 
 
 @pytest.fixture
