@@ -4,6 +4,7 @@ and the finished decomposition written (:mod:`npeff.store.decomposition`)."""
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,9 @@ def decompose(
         h = h0.to(runner.device, dtype)
         from tqdm.auto import tqdm
 
+        plan = getattr(runner, "plan", None)  # a cluster's workers hold their shards whole
+        if progress and plan is not None:
+            tqdm.write(f"npeff: {plan.summary()}", file=sys.stderr)
         with tqdm(total=config.total_steps, initial=start, desc="decompose", unit="step", disable=not progress,
                   dynamic_ncols=True) as bar:
             for step in range(start, config.total_steps):

@@ -94,10 +94,6 @@ class ResidencyPlan:
     device_bytes: int
     in_flight_bytes: int
 
-    @property
-    def streams(self) -> bool:
-        return any(not piece.resident for piece in self.pieces)
-
     def summary(self) -> str:
         from dask.utils import format_bytes
 

@@ -24,6 +24,7 @@ def test_decompose_and_fit(tmp_path, store):
                                  "--joint-lr", "0.01", "--memory-budget", "4KB", "--checkpoint-every", "10"])
     assert result.exit_code == 0, result.output
     assert "decomposed 24 examples into 4 components" in result.output
+    assert "0 examples on the device" in result.output and "24 streamed from disk" in result.output
     decomposition = open_decomposition(tmp_path / "d")
     assert decomposition.W.shape == (24, 4) and decomposition.losses.shape == (25,)
     assert decomposition.manifest["provenance"]["command"].startswith("npeff decompose")
