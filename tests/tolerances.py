@@ -35,3 +35,14 @@ FLOAT32_STORED_PROBS = dict(rtol=1e-5)
 #: the sum of per-tensor float32 projections against one float32 projection of the whole row: a
 #: sum over ~n terms in another order; atol is this rtol times the largest projected value.
 FLOAT32_PROJECTION_REGROUPED = dict(rtol=1e-4)
+
+#: FPC (stopped at a relative change of 1e-12) against a naive ISTA iterated until its steps
+#: stop changing, both in float64 on the same small dense problem: each is within a few thousand
+#: steps' contraction of the same unique minimiser, not rounding-close to it.
+FPC_VS_NAIVE = dict(rtol=1e-6, atol=1e-8)
+
+#: FPC through npeff's float32 projection kernels against a float64 ISTA on the materialised
+#: matrix: every product with A or A^T is rounded to float32, so the iterates stall at a relative
+#: change per step of about 5e-9; FPC stops at 1.5e-8, and its slowest mode leaves it a few hundred
+#: times that from the minimiser (measured 4e-6 on O(1) entries).
+FPC_FLOAT32_OPERATOR = dict(rtol=1e-5, atol=1e-5)
