@@ -56,8 +56,8 @@ def config_options(config_class: type, *, names: dict[str, tuple[str, ...]] | No
             if field.name in exclude:
                 continue
             declarations = names.get(field.name, ("--" + field.name.replace("_", "-"),))
-            kind = {"int": int, "float": float, "str": str}[field.type if isinstance(field.type, str)
-                                                               else field.type.__name__]
+            type_name = field.type if isinstance(field.type, str) else field.type.__name__
+            kind = {"int": int, "float": float, "str": str}[type_name.removesuffix(" | None")]
             choices = field.metadata.get("choices")
             required = field.default is dataclasses.MISSING
             command = click.option(
@@ -78,6 +78,11 @@ def config_from_options(config_class: type, options: dict[str, Any]) -> Any:
 def echo_json(payload: Any) -> None:
     """Print ``payload`` as indented JSON."""
     click.echo(json.dumps(payload, indent=1))
+
+
+def ratio(value: float | None) -> str:
+    """A ratio to three significant digits, or ``n/a`` for None."""
+    return "n/a" if value is None else f"{value:.3g}"
 
 
 def percent(value: float | None, width: int = 5) -> str:

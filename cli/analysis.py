@@ -134,17 +134,19 @@ def compare(decomposition_a, decomposition_b, store, as_json):
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
 @click.option("-k", "k", default=16, show_default=True, type=click.IntRange(1),
               help="Top examples shown per component.")
+@click.option("--perturbation", default=None, type=DIRECTORY,
+              help="Results of npeff perturb to show (default: DECOMPOSITION/perturbation when it is there).")
 @overwrite_option("an existing file at --out")
-def report(decomposition, store, out, k, overwrite):
+def report(decomposition, store, out, k, perturbation, overwrite):
     """Write one self-contained HTML page about DECOMPOSITION (works offline).
 
     It shows the store's and the decomposition's settings, the loss curve, the distributions of
     coefficients and component sizes, the tuning table, and a searchable, sortable card per
-    component with its top examples.
+    component with its top examples; with perturbation results, their KL and norm ratios.
     """
     from npeff.ops.report import write_report
 
-    path = write_report(_open(decomposition), store, out=out, k=k, overwrite=overwrite)
+    path = write_report(_open(decomposition), store, out=out, k=k, overwrite=overwrite, perturbation=perturbation)
     click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
 
 

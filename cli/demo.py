@@ -7,7 +7,7 @@ import functools
 
 import click
 
-from npeff.cli._common import DIRECTORY, overwrite_option, percent
+from npeff.cli._common import DIRECTORY, overwrite_option, percent, ratio
 
 
 @click.command("check-projection")
@@ -96,10 +96,14 @@ def _print_summary(summary: dict) -> None:
     pct = functools.partial(percent, width=0)
     click.echo(f"tunings: prediction-tuned {pct(tunings['prediction_tuned_pct'])}, label-tuned "
                f"{pct(tunings['label_tuned_pct'])}, LnP-tuned {pct(tunings['lnp_tuned_pct'])}")
+    perturbation = summary["perturbation"]
+    click.echo(f"perturbations ({perturbation['n_components']} components): KL ratio (geometric mean) "
+               f"{ratio(perturbation['kl_ratio_geomean'])}, norm ratio {ratio(perturbation['norm_ratio_geomean'])}")
     click.echo("")
     click.echo("look closer:")
     click.echo(f"  npeff top-examples {summary['decomposition']} -k 5 --component 0")
     click.echo(f"  npeff tunings {summary['decomposition']}")
+    click.echo(f"  npeff perturb {summary['decomposition']} --component 0 --out {out}/perturb-0")
     click.echo(f"  npeff info {summary['store']}")
 
 

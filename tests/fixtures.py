@@ -85,3 +85,25 @@ def browser():
         instance = playwright.chromium.launch(executable_path=path, args=BROWSER_FLAGS)
         yield instance
         instance.close()
+
+
+CLASSIFIER_TEXTS = ["the movie was great", "awful acting", "the plot was not good", "so so", "very fine movie",
+                    "great acting and a fine plot", "the movie was awful", "not bad", "good good good",
+                    "the plot was okay", "very very bad", "fine"]
+
+
+@pytest.fixture(scope="session")
+def classifier_decomposition(tiny_models, tmp_path_factory):
+    """A store of the tiny GPT-2 classifier (unprojected: A = I) and a 3-component decomposition."""
+    from npeff.ops import decompose
+    from npeff.ops.pef import TaskSpec, build_store, load_model_and_tokenizer
+
+    root = tmp_path_factory.mktemp("perturb")
+    model, tokenizer = load_model_and_tokenizer(tiny_models["classifier"], "classifier")
+    task = TaskSpec(formulation="classifier", template="{text}")
+    examples = [{"text": text} for text in CLASSIFIER_TEXTS]
+    build_store(model, examples, task, root / "store", tokenizer=tokenizer, projection="none", batch_size=4,
+                model_name=tiny_models["classifier"], include=("transformer.h.0.mlp.*",))
+    decompose(root / "store", 3, out=root / "decomposition", warmup_steps=5, joint_steps=20, warmup_lr=1e-2,
+              joint_lr=1e-2, dtype="float64")
+    return root

@@ -40,6 +40,7 @@ class DemoSettings:
     warmup_lr: float = 1e-4
     joint_lr: float = 3e-4
     seed: int = 0
+    perturb_baseline: int = 400
 
     @classmethod
     def quick(cls, seed: int = 0) -> DemoSettings:
@@ -69,6 +70,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, overwr
     from npeff.ops.analysis import tunings
     from npeff.ops.pef import build_store, load_examples, load_model_and_tokenizer
     from npeff.ops.decomposition import DecomposeConfig, decompose
+    from npeff.ops.perturb import PerturbSettings, perturb
     from npeff.ops.report import write_report
     from npeff.ops.pef.tasks import TaskSpec
 
@@ -83,7 +85,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, overwr
     timings = {}
     started = time.perf_counter()
 
-    log(f"1/5 making the planted dataset ({settings.train_examples} training and "
+    log(f"1/6 making the planted dataset ({settings.train_examples} training and "
         f"{settings.pef_examples} analysis sentences, strategies: {', '.join(STRATEGIES)})")
     train_rows = make_dataset(settings.train_examples, settings.seed)
     analysis_rows = make_dataset(settings.pef_examples, settings.seed + 1)
@@ -92,7 +94,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, overwr
     (out / "task.yaml").write_text("formulation: classifier\ntemplate: \"{text}\"\nlabel_field: label\n"
                                    "max_length: 16\n")
 
-    log(f"2/5 training a tiny GPT-2 classifier ({settings.epochs} epochs)")
+    log(f"2/6 training a tiny GPT-2 classifier ({settings.epochs} epochs)")
     tokenizer = make_tokenizer()
     model = make_model(settings.seed)
     losses = train(model, tokenizer, train_rows, epochs=settings.epochs, seed=settings.seed, lr=settings.train_lr,
@@ -103,13 +105,13 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, overwr
     log(f"    training loss {losses[0]:.3f} -> {losses[-1]:.3f}; accuracy {train_accuracy:.1%} (train)")
     timings["train_s"] = time.perf_counter() - started
 
-    log(f"3/5 building the PEF store (exact PEFs, projected to d={settings.dim})")
+    log(f"3/6 building the PEF store (exact PEFs, projected to d={settings.dim})")
     mark = time.perf_counter()
     task = TaskSpec.from_yaml(out / "task.yaml")
     examples = load_examples(str(out / "data.jsonl"))
     network, loaded_tokenizer = load_model_and_tokenizer(str(out / "model"), task.formulation)
     store = build_store(network, examples, task, out / "store", tokenizer=loaded_tokenizer, dim=settings.dim,
-                        seed=settings.seed, batch_size=32, progress=progress, model_name="npeff-demo-gpt2",
+                        seed=settings.seed, batch_size=32, progress=progress, model_name=str(out / "model"),
                         command=f"npeff build {out / 'model'} --data {out / 'data.jsonl'} --task "
                                 f"{out / 'task.yaml'} --out {out / 'store'} --dim {settings.dim}")
     timings["build_s"] = time.perf_counter() - mark
@@ -118,7 +120,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, overwr
                                       == np.asarray(table.column("label").to_pylist())))
     log(f"    accuracy on the analysed sentences: {analysis_accuracy:.1%}")
 
-    log(f"4/5 decomposing into {settings.n_components} components "
+    log(f"4/6 decomposing into {settings.n_components} components "
         f"({settings.warmup_steps} warm-up + {settings.joint_steps} joint steps)")
     mark = time.perf_counter()
     config = DecomposeConfig(n_components=settings.n_components, warmup_steps=settings.warmup_steps,
@@ -129,7 +131,14 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, overwr
                                       f"-C {settings.n_components}")
     timings["decompose_s"] = time.perf_counter() - mark
 
-    log("5/5 writing the report")
+    log(f"5/6 perturbing the model along each component ({settings.perturb_baseline} baseline examples)")
+    mark = time.perf_counter()
+    perturbation = perturb(decomposition, store=store, model=str(out / "model"),
+                           out=out / "decomposition" / "perturbation", progress=progress,
+                           settings=PerturbSettings(baseline=settings.perturb_baseline, seed=settings.seed))
+    timings["perturb_s"] = time.perf_counter() - mark
+
+    log("6/6 writing the report")
     report = write_report(decomposition, store, out=out / "report.html")
     tuning = tunings(decomposition, store).summary()
     aligned = alignment(decomposition.W, [row["strategy"] for row in analysis_rows])
@@ -140,6 +149,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, overwr
         "analysis_accuracy": analysis_accuracy, "decomposition_losses": [float(decomposition.losses[0]),
                                                                         float(decomposition.losses[-1])],
         "tunings": tuning, "alignment": aligned, "timings": timings,
+        "perturbation": {key: perturbation[key] for key in ("kl_ratio_geomean", "norm_ratio_geomean", "n_components")},
     }
     atomic_write_json(out / "summary.json", summary)
     return summary

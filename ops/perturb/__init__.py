@@ -1,17 +1,30 @@
-"""Perturbations along NPEFF components: reconstruction in parameter space and rejection.
-
-Section 3.2 and appendix E of the NPEFF paper. A component's projected pseudo-Fisher vector is
-first made orthogonal to the other components' vectors (:func:`reject`), then reconstructed in
-parameter space by compressed sensing (:func:`reconstruct`, the FPC solver :func:`fpc`).
+"""Perturbing the model along components (paper, sections 2.2.1 and 3.2, appendix E; Table 2).
 
 Modules:
-    reject: orthogonal rejection from the components with |cosine| below a threshold.
+    rejection: orthogonal rejection from the components with |cosine| below a threshold.
     operator: a store's projection as a matrix-free operator ``A`` and its adjoint.
-    fpc: the fixed-point continuation solver of Hale, Yin & Zhang (2007) and ``reconstruct``.
+    compressed_sensing: the fixed-point continuation solver of Hale, Yin & Zhang (2007) and ``reconstruct``.
+    apply: moving the model's parameters along a direction, restored bit for bit.
+    evaluate: KL divergences of the perturbed from the original predictions.
+    settings: :class:`PerturbSettings`, the rejection, reconstruction and magnitude settings.
+    run: :func:`perturb` (``npeff perturb``) and :class:`Perturber` for any direction.
+
+The names below are imported on first use (the settings alone load no torch).
 """
 
-from npeff.ops.perturb.fpc import FpcResult, fpc, reconstruct
-from npeff.ops.perturb.operator import ProjectionOperator
-from npeff.ops.perturb.reject import reject
+from npeff._lazy import lazy_exports
 
-__all__ = ["FpcResult", "ProjectionOperator", "fpc", "reconstruct", "reject"]
+_EXPORTS = {
+    "FpcResult": "npeff.ops.perturb.compressed_sensing",
+    "fpc": "npeff.ops.perturb.compressed_sensing",
+    "reconstruct": "npeff.ops.perturb.compressed_sensing",
+    "ProjectionOperator": "npeff.ops.perturb.operator",
+    "reject": "npeff.ops.perturb.rejection",
+    "PerturbSettings": "npeff.ops.perturb.settings",
+    "Perturber": "npeff.ops.perturb.run",
+    "perturb": "npeff.ops.perturb.run",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = sorted(_EXPORTS)

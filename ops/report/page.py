@@ -62,13 +62,44 @@ def settings_rows(store, decomposition) -> tuple[list, list]:
     return store_rows, decomposition_rows
 
 
-def build_report(decomposition, store=None, *, k: int = 16) -> str:
+def _perturbation(decomposition, perturbation):
+    """The perturbation results to show: those given (a path), else ``DECOMPOSITION/perturbation``
+    when it holds finished results, else None."""
+    from npeff.store.perturbation import open_perturbation
+
+    if perturbation is None:
+        found = Path(decomposition.path) / "perturbation"
+        if not (found / "summary.json").is_file():
+            return None
+        perturbation = found
+    opened = open_perturbation(perturbation)
+    if opened.summary is None:
+        raise InvalidArgumentError(f"{opened.path} holds no finished perturbation (no summary.json); "
+                                   f"run npeff perturb to the end first")
+    if Path(opened.manifest.get("decomposition", "")).resolve() != Path(decomposition.path).resolve():
+        raise InvalidArgumentError(f"{opened.path} perturbed {opened.manifest.get('decomposition')}, "
+                                   f"not {decomposition.path}")
+    return opened
+
+
+def _magnitude_rule(settings: dict) -> str:
+    if settings.get("magnitude") is not None:
+        return f"an L2 norm of {settings['magnitude']:g}"
+    if settings.get("relative_magnitude") is not None:
+        return f"{settings['relative_magnitude']:g} times the norm of the included parameters"
+    return f"the magnitude at which the baseline examples' mean KL is {settings.get('target_kl'):g} nats"
+
+
+def build_report(decomposition, store=None, *, k: int = 16, perturbation=None) -> str:
     """The report page as a string.
 
     Args:
         decomposition: an opened decomposition (``W`` ``[m, C]``, losses, manifest).
         store: its store (path or handle); by default the one it records, checked to belong.
         k: top examples shown per component (at most ``m``).
+        perturbation: results of ``npeff perturb`` on this decomposition (a path); by default
+            ``DECOMPOSITION/perturbation`` when it is there. Their ratios go on the cards and a
+            summary to the top of the page.
 
     Notes:
         Each column of ``W`` is sorted once, for both the top examples and the tunings; the page
@@ -86,6 +117,8 @@ def build_report(decomposition, store=None, *, k: int = 16) -> str:
     tops = analysis.top_indices(W, min(max(k, analysis.TUNING_TOP), W.shape[0]))  # each column sorted once
     tunings = analysis.compute_tunings(W, columns["label"], columns["prediction"], tops=tops)
     mass = W.sum(axis=0)
+    perturbed = _perturbation(decomposition, perturbation)
+    records = perturbed.records if perturbed is not None else {}
     components = []
     for tuning in tunings.components:
         c = tuning.component
@@ -94,6 +127,7 @@ def build_report(decomposition, store=None, *, k: int = 16) -> str:
             "prediction_tuned": tuning.prediction_tuned, "label_tuned": tuning.label_tuned, "lnp": tuning.lnp,
             "prediction_text": _name(tuning.prediction, names), "label_text": _name(tuning.label, names),
             "tuned_rank": 3 * tuning.lnp + 2 * tuning.label_tuned + tuning.prediction_tuned,
+            "perturbation": records.get(c),
             "examples": [{
                 "rank": rank + 1, "coefficient": float(W[i, c]), "source_id": columns["source_id"][i] or "",
                 "label_text": _name(columns["label"][i], names),
@@ -110,12 +144,15 @@ def build_report(decomposition, store=None, *, k: int = 16) -> str:
         store_settings=store_rows, decomposition_settings=decomposition_rows,
         plots=plots(W, decomposition.losses, config.get("warmup_steps")),
         tuning_summary=tunings.summary(), components=components,
+        perturbation=None if perturbed is None else dict(
+            perturbed.summary, magnitude_rule=_magnitude_rule(perturbed.summary.get("settings") or {})),
         fmt_pct=lambda value: "n/a" if value is None else f"{value:.1f}%",
+        fmt_ratio=lambda value: "n/a" if value is None else f"{value:.3g}",
     )
 
 
 def write_report(decomposition, store=None, *, out: str | os.PathLike, k: int = 16,
-                 overwrite: bool = False) -> Path:
+                 overwrite: bool = False, perturbation=None) -> Path:
     """Write the report to ``out`` (an ``.html`` file) atomically; returns its path.
 
     Raises:
@@ -132,7 +169,7 @@ def write_report(decomposition, store=None, *, out: str | os.PathLike, k: int = 
         raise StoreExistsError(f"{out} exists; pass --overwrite to replace it")
     if not out.parent.is_dir():
         raise InvalidArgumentError(f"the folder {out.parent} does not exist")
-    page = build_report(decomposition, store, k=k)
+    page = build_report(decomposition, store, k=k, perturbation=perturbation)
     _files.atomic_write_bytes(out, page.encode("utf-8"))
     return out
 

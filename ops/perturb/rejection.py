@@ -9,7 +9,7 @@ vectors, but only to those that are not too similar to it. Iterating over the ot
 
 The test uses the *current* ``h`` (already rejected from the earlier components), so the order of
 the components matters, as in the paper. The steps work on the projected vectors, before the
-compressed-sensing reconstruction (:func:`npeff.ops.perturb.fpc.reconstruct`).
+compressed-sensing reconstruction (:func:`npeff.ops.perturb.compressed_sensing.reconstruct`).
 """
 
 from __future__ import annotations

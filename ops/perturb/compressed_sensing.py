@@ -357,7 +357,7 @@ def reconstruct(h, *, projection, n: int, mu: float = PAPER_MU, device="cpu", ba
     """Reconstruct a parameter-space vector ``u`` ``[n]`` from its projection ``h`` ``[d]`` (FPC).
 
     Args:
-        h: projected pseudo-Fisher vector ``[d]`` (e.g. after :func:`~npeff.ops.perturb.reject`);
+        h: projected pseudo-Fisher vector ``[d]`` (e.g. after :func:`~npeff.ops.perturb.rejection`);
             numpy or torch, any float dtype; must be finite.
         projection: the store manifest's projection dict (``ssp-v1`` or ``none``; ``external``
             raises :class:`InvalidArgumentError`).
