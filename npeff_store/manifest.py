@@ -8,12 +8,9 @@ PEF formulation, by which software, and holds a checksum of every shard when fin
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import hashlib
 import json
 import math
-import sys
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from npeff.cuda_ops.spec import SPEC_KIND, ProjectionSpec
@@ -26,7 +23,6 @@ STORAGE_DTYPES = ("float32", "float16")
 STATUSES = ("building", "finalized")
 #: projection kinds besides ssp-v1: data projected elsewhere, or not projected at all (d = n)
 OTHER_PROJECTIONS = ("external", "none")
-PROVENANCE_PACKAGES = ("npeff", "numpy", "torch", "numba", "tensorstore", "pyarrow", "transformers")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -315,30 +311,6 @@ def check_shard_sequence(shards: tuple[ShardRecord, ...], shard_examples: int) -
                                     f"every shard but the last holds {shard_examples}")
         position = shard.stop
     return position
-
-
-def package_versions() -> dict:
-    versions = {}
-    for name in PROVENANCE_PACKAGES:
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return versions
-
-
-def now_iso() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def new_provenance(command: str | None = None) -> dict:
-    return {
-        "packages": package_versions(),
-        "python": sys.version.split()[0],
-        "command": command if command is not None else " ".join(sys.argv),
-        "created": now_iso(),
-        "finalized": None,
-    }
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

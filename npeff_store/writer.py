@@ -39,9 +39,8 @@ from npeff.store.manifest import (
     ShardRecord,
     StoreConfig,
     StoreManifest,
-    new_provenance,
-    now_iso,
 )
+from npeff.store.provenance import new_provenance, now_iso
 from npeff.store.reader import PefStore, open_store, read_manifest, read_progress
 from npeff.store.schema import example_rows, finish_row, rows_to_table
 

@@ -20,7 +20,7 @@ from npeff.store import PefStore, open_store
 from npeff.store.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from npeff.store.decomposition import (Decomposition, DecompositionManifest, open_decomposition,
                                        prepare_decomposition_dir, write_decomposition)
-from npeff.store.manifest import new_provenance, now_iso
+from npeff.store.provenance import new_provenance, now_iso
 
 def decompose(
     store: PefStore | str | Path,

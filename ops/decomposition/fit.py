@@ -15,7 +15,7 @@ from npeff.ops.stream import LocalRunner, check_device, ok_mask, parse_bytes, re
 from npeff.store import PefStore, open_store
 from npeff.store.coefficients import CoefficientsManifest, write_coefficients
 from npeff.store.decomposition import Decomposition, open_decomposition
-from npeff.store.manifest import new_provenance, now_iso
+from npeff.store.provenance import new_provenance, now_iso
 
 
 def fit_coefficients(decomposition: Decomposition | str | Path, store: PefStore | str | Path, *,

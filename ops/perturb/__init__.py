@@ -2,6 +2,7 @@
 
 Modules:
     rejection: orthogonal rejection from the components with |cosine| below a threshold.
+    spectrum: the largest eigenvalue of ``AᵀA`` (Lanczos), for FPC's scaling.
     operator: a store's projection as a matrix-free operator ``A`` and its adjoint.
     compressed_sensing: the fixed-point continuation solver of Hale, Yin & Zhang (2007) and ``reconstruct``.
     apply: moving the model's parameters along a direction, restored bit for bit.

@@ -63,6 +63,7 @@ import numpy as np
 
 from npeff.errors import BackendUnavailableError, DecompositionError, InvalidArgumentError
 from npeff.ops.perturb.operator import ProjectionOperator
+from npeff.ops.perturb.spectrum import DEFAULT_SPECTRAL_STEPS, largest_eigenvalue
 
 #: The paper's settings (appendix E).
 PAPER_MU = 4e-5
@@ -71,7 +72,6 @@ PAPER_GAMMA = 0.99
 #: FPC's defaults (``fpc_opts.m``): relative-change tolerance and iteration cap.
 DEFAULT_XTOL = 1e-4
 DEFAULT_MAX_ITERATIONS = 1000
-DEFAULT_SPECTRAL_STEPS = 20
 DEFAULT_SIGMA2_MARGIN = 1.05
 CONVENTIONS = ("npeff", "paper")
 
@@ -135,42 +135,6 @@ def equation73_tau(d: int, n: int) -> float:
 def soft_threshold(v, threshold: float):
     """``sign(v) max(|v| − threshold, 0)`` elementwise (one temporary)."""
     return v - v.clamp(-threshold, threshold)
-
-
-def largest_eigenvalue(apply: Callable, adjoint: Callable, n: int, *, steps: int = DEFAULT_SPECTRAL_STEPS,
-                       seed: int = 0, dtype=None, device=None) -> float:
-    """Lanczos estimate of ``λ_max(AᵀA)`` from ``steps`` products with ``A`` and ``Aᵀ``.
-
-    The estimate is the largest eigenvalue of the Lanczos tridiagonal matrix: at most
-    ``λ_max`` (in exact arithmetic), usually within 0.3% after 20 steps on npeff's projections.
-    The start vector is standard normal from a CPU ``torch.Generator`` seeded with ``seed``.
-
-    Notes:
-        Memory: three n-vectors (no re-orthogonalisation).
-    """
-    import torch
-
-    dtype = torch.float64 if dtype is None else dtype
-    generator = torch.Generator().manual_seed(seed)
-    q = torch.randn(n, generator=generator, dtype=torch.float64).to(device=device, dtype=dtype)
-    q /= q.norm()
-    q_previous = torch.zeros_like(q)
-    alphas, betas = [], []
-    beta = 0.0
-    for _ in range(steps):
-        w = adjoint(apply(q))
-        w -= beta * q_previous
-        alpha = float(q @ w)
-        w -= alpha * q
-        alphas.append(alpha)
-        beta = float(w.norm())
-        if not math.isfinite(beta) or beta <= 1e-12 * max(abs(alpha), 1e-300):
-            break
-        betas.append(beta)
-        q_previous, q = q, w / beta
-    k = len(alphas)
-    tridiagonal = np.diag(alphas) + np.diag(betas[: k - 1], 1) + np.diag(betas[: k - 1], -1)
-    return float(np.linalg.eigvalsh(tridiagonal)[-1])
 
 
 def fpc(apply: Callable, adjoint: Callable, h, *, n: int, mu: float = PAPER_MU,

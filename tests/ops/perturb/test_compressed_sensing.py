@@ -9,7 +9,8 @@ import torch
 from npeff.cuda_ops import ProjectionSpec, project, reference_matrix
 from npeff.errors import InvalidArgumentError
 from npeff.ops.perturb import FpcResult, ProjectionOperator, fpc, reconstruct
-from npeff.ops.perturb.compressed_sensing import equation73_tau, largest_eigenvalue
+from npeff.ops.perturb.compressed_sensing import equation73_tau
+from npeff.ops.perturb.spectrum import largest_eigenvalue
 from tests import tolerances
 
 
