@@ -23,12 +23,27 @@ Interpretations (each recorded in ``FpcResult.settings``):
   and the step ``τ`` (up to 1.999) needs ``τ λ_max(ÃᵀÃ) < 2``. An over-estimate only shortens
   the step. The start vector comes from a CPU generator seeded with ``seed``: same numbers on
   CPU and GPU. The identity (``kind="none"``) uses ``σ² = 1`` exactly.
-* **Paper scale.** The paper's projection had entries ``±1``: ``A_paper = sqrt(32) A`` (see
-  :attr:`ProjectionOperator.paper_scale`). Taking ``h`` as the projection of the same parameter
-  vector, its ``h_paper = sqrt(32) h``, so the paper's problem with ``μ`` is (P) for npeff's ``A``
-  with ``μ_eff = μ / 32`` and ``u`` keeps parameter-space units. :func:`fpc` takes this as
-  ``problem_scale = c`` (the solved problem is ``‖u‖₁ + (1/(2μ)) ‖c (A u − h)‖²``, i.e. (P)
-  with ``μ_eff = μ/c²``); :func:`reconstruct` sets ``c`` from ``convention="paper"``.
+* **μ's units (the paper convention, the default).** The paper's projection had entries ``±1``
+  (``A_paper = c A``, ``c = sqrt(32)``: :attr:`ProjectionOperator.paper_scale`) and its components
+  ``h`` are unit vectors (section 2.2: each component's rank-1 matrix is normalised, and its PEFs
+  are normalised in projected space, so the decomposition gives the same unit ``h`` whatever the
+  projection's scale). Its μ = 4e-5 is therefore μ for a unit-norm ``h`` and a ``±1`` matrix.
+  With ``h = s ĥ`` (``s`` the component's norm before rejection, ``reference_norm``, 1 for npeff's
+  decompositions), ``u = c s u_paper`` solves (P) for npeff's ``A`` with
+  ``μ_eff = μ s / c``: the same support and direction as the paper's solution (the perturbation
+  uses ``u / ‖u‖`` only), and ``reconstruct(t h) = t reconstruct(h)`` for any scale ``t``.
+  :func:`fpc` takes this as ``mu_scale = s / c``; ``convention="npeff"`` takes μ as it is
+  (``mu_scale = 1``) for npeff's ``A`` and ``h`` in its own units.
+* **Checked against Hale, Yin & Zhang's ``fpc.m`` (2007).** Their code has: ``τ`` from
+  ``min(1.999, 2.665 − 1.665 m/n)`` (the same rule as below); the rescaling to
+  ``λ_max(AᵀA) ≤ 1`` by ``A/σ, b/σ, μ'σ²`` (as here); ``u = 0`` returned when
+  ``μ' ≤ 1/‖Aᵀb‖∞`` (as here); ``η = 4`` multiplying ``μ'`` at each stage (the paper's β = 4); at
+  most 1000 steps; ``xtol = 1e-4``. It differs in three places, where we follow the paper's text:
+  it starts from ``x = τ Aᵀb`` rather than ``0`` (the paper: "starting with u = 0"); its first
+  stage is ``μ_1 = ‖Aᵀb‖∞ / η`` in the units of (P) (it has no γ: γ = 0.99 is the paper's, and
+  we read it as the first stage's fraction below); and it moves to the next stage only when
+  ``‖Δx‖/max(‖x‖, 1) < xtol sqrt(μ'_final/μ')`` and ``μ'‖g‖∞ − 1 < 0.2`` (the paper: "a single
+  inner iteration").
 * **τ.** Equation (73) of Hale et al., as we read it: ``τ = min(1 + 1.665 (1 − δ), 1.999)`` with
   ``δ = d/n``, the step of ``v = u − τ Ãᵀ(Ã u − b)`` for the scaled problem.
 * **γ = 0.99 and β = 4: the continuation path.** ``u = 0`` is the solution of (P) exactly when
@@ -78,7 +93,8 @@ CONVENTIONS = ("npeff", "paper")
 INTERPRETATION = {
     "problem": "min ||u||_1 + (1/(2 mu_effective)) ||A u - h||^2 for npeff's A; FPC runs on A/sigma, "
                "h/sigma with mu' = sigma2/mu_effective",
-    "mu_effective": "mu / problem_scale^2 (problem_scale = sqrt(32) for the paper's +-1 entries)",
+    "mu_effective": "mu * mu_scale; the paper convention: mu_scale = reference_norm / sqrt(32) (mu for a "
+                    "unit-norm component and the paper's +-1 entries)",
     "sigma2": "Lanczos estimate of lambda_max(A^T A) times sigma2_margin (or given)",
     "tau": "equation (73) of Hale et al.: min(1 + 1.665 (1 - d/n), 1.999), unless given",
     "gamma": "first continuation stage mu_1 = gamma * ||A^T h||_inf (0 is optimal from there up)",
@@ -142,8 +158,8 @@ def fpc(apply: Callable, adjoint: Callable, h, *, n: int, mu: float = PAPER_MU,
         inner_iterations: int = 1, xtol: float = DEFAULT_XTOL,
         max_iterations: int = DEFAULT_MAX_ITERATIONS, sigma2: float | None = None,
         spectral_steps: int = DEFAULT_SPECTRAL_STEPS, sigma2_margin: float = DEFAULT_SIGMA2_MARGIN,
-        seed: int = 0, problem_scale: float = 1.0, dtype=None) -> FpcResult:
-    """Solve ``min ‖u‖₁ + (1/(2μ)) ‖c (A u − h)‖²`` by fixed-point continuation (``c = problem_scale``).
+        seed: int = 0, mu_scale: float = 1.0, dtype=None) -> FpcResult:
+    """Solve ``min ‖u‖₁ + (1/(2 μ s)) ‖A u − h‖²`` by fixed-point continuation (``s = mu_scale``).
 
     Args:
         apply: ``u [n] -> A u [d]`` on torch tensors (any dtype out; cast to ``dtype``).
@@ -160,7 +176,7 @@ def fpc(apply: Callable, adjoint: Callable, h, *, n: int, mu: float = PAPER_MU,
         sigma2: ``λ_max(AᵀA)`` or an upper bound, when known; None estimates it (Lanczos).
         spectral_steps, sigma2_margin: the Lanczos estimate's steps and safety factor ``>= 1``.
         seed: seed of the Lanczos start vector.
-        problem_scale: ``c`` above; ``sqrt(32)`` solves the paper's problem for ``±1`` entries.
+        mu_scale: ``s`` above, the factor from μ's units to npeff's (see the module docstring).
         dtype: torch floating dtype of the iterates; default float64.
 
     Returns:
@@ -193,7 +209,7 @@ def fpc(apply: Callable, adjoint: Callable, h, *, n: int, mu: float = PAPER_MU,
     if sigma2 is not None:
         sigma2 = _positive_number(sigma2, "sigma2")
     seed = _count(seed, "seed", minimum=0)
-    problem_scale = _positive_number(problem_scale, "problem_scale")
+    mu_scale = _positive_number(mu_scale, "mu_scale")
     n = _count(n, "n")
     dtype = torch.float64 if dtype is None else dtype
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
@@ -213,7 +229,7 @@ def fpc(apply: Callable, adjoint: Callable, h, *, n: int, mu: float = PAPER_MU,
         return _checked(adjoint(y), n, "adjoint(h)", "n").to(dtype)
 
     atb = backward(h)
-    mu_effective = mu / problem_scale**2
+    mu_effective = mu * mu_scale
     if sigma2 is None:
         estimate = largest_eigenvalue(forward, backward, n, steps=spectral_steps, seed=seed,
                                       dtype=dtype, device=device)
@@ -228,7 +244,7 @@ def fpc(apply: Callable, adjoint: Callable, h, *, n: int, mu: float = PAPER_MU,
 
     largest = float(atb.abs().max())
     settings = {
-        "mu": mu, "problem_scale": problem_scale, "mu_effective": mu_effective,
+        "mu": mu, "mu_scale": mu_scale, "mu_effective": mu_effective,
         "mu_fpc": sigma2_used / mu_effective, "beta": beta, "gamma": gamma, "tau": tau_used,
         "tau_rule": tau_rule, "inner_iterations": inner_iterations, "xtol": xtol,
         "max_iterations": max_iterations, "sigma2_estimate": estimate, "sigma2_margin": sigma2_margin,
@@ -317,7 +333,7 @@ def _resolve_device(device):
 
 
 def reconstruct(h, *, projection, n: int, mu: float = PAPER_MU, device="cpu", backend: str = "auto",
-                convention: str = "npeff", **fpc_options) -> FpcResult:
+                convention: str = "paper", reference_norm: float | None = None, **fpc_options) -> FpcResult:
     """Reconstruct a parameter-space vector ``u`` ``[n]`` from its projection ``h`` ``[d]`` (FPC).
 
     Args:
@@ -329,16 +345,19 @@ def reconstruct(h, *, projection, n: int, mu: float = PAPER_MU, device="cpu", ba
         mu: μ of the paper's equation 6 (appendix E: 4e-5), in the units of ``convention``.
         device: where the solve runs and ``u`` lives (``"cpu"``, ``"cuda"``, a ``torch.device``).
         backend: projection kernels' backend (``"auto" | "cpu" | "cuda"``).
-        convention: ``"npeff"`` solves (P) for npeff's ``A`` (entries ``±1/sqrt(32)``);
-            ``"paper"`` solves the paper's problem for ``±1`` entries, ``A_paper = sqrt(32) A`` and
-            ``h_paper = sqrt(32) h`` (the same as ``μ/32`` with npeff's ``A``; same ``u`` units).
+        convention: ``"paper"`` (default): μ as the paper sets it, for a unit-norm component and
+            the paper's ``±1`` entries (``μ_eff = μ · reference_norm / sqrt(32)``; scale-invariant);
+            ``"npeff"``: μ as it is, for npeff's ``A`` (entries ``±1/sqrt(32)``) and ``h`` in its
+            own units. See the module docstring.
+        reference_norm: with ``"paper"``, the norm of the component ``h`` came from, before
+            rejection (default ``‖h‖``); npeff's decompositions have unit-norm components.
         **fpc_options: passed to :func:`fpc` (``beta``, ``gamma``, ``tau``, ``inner_iterations``,
             ``xtol``, ``max_iterations``, ``sigma2``, ``spectral_steps``, ``sigma2_margin``,
             ``seed``, ``dtype``).
 
     Returns:
         :class:`FpcResult` with ``u`` a torch tensor ``[n]`` on ``device``; ``settings`` also hold
-        the projection, the convention and the projection backend that ran.
+        the projection, the convention, the reference norm and the projection backend that ran.
 
     Notes:
         Memory: a few n-vectors on ``device`` (see :func:`fpc`). Paper, section 2.2.1, appendix E.
@@ -347,8 +366,8 @@ def reconstruct(h, *, projection, n: int, mu: float = PAPER_MU, device="cpu", ba
 
     if convention not in CONVENTIONS:
         raise InvalidArgumentError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-    if "problem_scale" in fpc_options:
-        raise InvalidArgumentError("reconstruct sets problem_scale from convention; pass convention='paper'")
+    if "mu_scale" in fpc_options:
+        raise InvalidArgumentError("reconstruct sets mu_scale from convention and reference_norm")
     target = _resolve_device(device)
     if isinstance(h, np.ndarray):
         if not np.issubdtype(h.dtype, np.floating):
@@ -362,10 +381,19 @@ def reconstruct(h, *, projection, n: int, mu: float = PAPER_MU, device="cpu", ba
     h = h.to(device=target, dtype=dtype)
     if operator.spec is None:
         fpc_options.setdefault("sigma2", 1.0)  # the identity: λ_max(AᵀA) = 1 exactly
-    scale = operator.paper_scale if convention == "paper" else 1.0
-    result = fpc(operator.apply, operator.adjoint, h, n=n, mu=mu, problem_scale=scale, **fpc_options)
+    if convention == "paper":
+        if reference_norm is None:
+            reference_norm = float(h.norm())
+        reference_norm = _positive_number(reference_norm, "reference_norm")
+        mu_scale = reference_norm / operator.paper_scale
+    else:
+        if reference_norm is not None:
+            raise InvalidArgumentError("reference_norm is only used with convention='paper'")
+        mu_scale = 1.0
+    result = fpc(operator.apply, operator.adjoint, h, n=n, mu=mu, mu_scale=mu_scale, **fpc_options)
     from npeff.cuda_ops import last_backend
 
-    result.settings.update(convention=convention, projection=operator.to_dict()["projection"],
+    result.settings.update(convention=convention, reference_norm=reference_norm,
+                           projection=operator.to_dict()["projection"],
                            projection_backend=last_backend() if operator.spec is not None else None)
     return result

@@ -216,7 +216,8 @@ def perturb(decomposition, *, store=None, model: str | None = None, out: str | P
             others = np.delete(H, component, axis=0)
             h = reject(H[component], others, threshold=settings.threshold)
             solved = reconstruct(h, projection=projection, n=perturber.layout.n_total, mu=settings.mu, device=device,
-                                 backend=backend)
+                                 backend=backend, convention="paper",
+                                 reference_norm=float(np.linalg.norm(H[component])) or None)
             fpc_settings = solved.settings
             u = solved.u
             record.update(perturber.evaluate(u, [int(i) for i in top]),

@@ -23,7 +23,9 @@ class PerturbSettings:
 
     Attributes:
         threshold: orthogonal rejection from the other components whose |cos| is below this (0.5).
-        mu: the compressed-sensing weight μ of ``||u||_1 + ||Au - h||^2 / (2 μ)`` (4e-5).
+        mu: the compressed-sensing weight μ of ``||u||_1 + ||Au - h||^2 / (2 μ)`` (4e-5), in the
+            paper's units: for a unit-norm component and the paper's ``±1`` projection entries
+            (see :mod:`~npeff.ops.perturb.compressed_sensing`).
         magnitude: absolute L2 norm of the change of the included parameters; or
         relative_magnitude: the same as a fraction of their norm ``||θ||``; or
         target_kl: the magnitude is searched, per component, until the mean KL of the baseline
@@ -36,7 +38,8 @@ class PerturbSettings:
     """
 
     threshold: float = _setting(0.5, "Reject the component from the others whose |cosine| with it is below this.")
-    mu: float = _setting(4e-5, "Compressed-sensing weight mu of ||u||_1 + ||Au - h||^2 / (2 mu).")
+    mu: float = _setting(4e-5, "Compressed-sensing weight mu of ||u||_1 + ||Au - h||^2 / (2 mu), in the paper's "
+                                   "units (a unit-norm component, +-1 projection entries).")
     magnitude: float | None = _setting(None, "L2 norm of the parameter change (absolute).")
     relative_magnitude: float | None = _setting(None, "L2 norm of the change as a fraction of the norm of the "
                                                       "included parameters.")

@@ -51,7 +51,7 @@ def test_npeff_projection_against_naive():
     spec = ProjectionSpec(seed=5, d=256)
     A = reference_matrix(spec, 4096)
     h = sparse_problem(A, 3)
-    result = reconstruct(h, projection=spec.to_dict(), n=4096, mu=1e-2, xtol=1.5e-8,
+    result = reconstruct(h, projection=spec.to_dict(), n=4096, mu=1e-2, convention="npeff", xtol=1.5e-8,
                          max_iterations=20_000)
     assert result.converged
     expected = naive_ista(A, h, 1e-2)
@@ -74,23 +74,23 @@ def test_lanczos_estimate_is_close_from_below():
 def test_identity_is_the_soft_threshold():
     h = np.random.default_rng(4).standard_normal(500)
     for mu in (0.3, 1e-9):
-        result = reconstruct(h, projection={"kind": "none"}, n=500, mu=mu)
+        result = reconstruct(h, projection={"kind": "none"}, n=500, mu=mu, convention="npeff")
         expected = np.sign(h) * np.maximum(np.abs(h) - mu, 0.0)
         assert result.converged and result.sigma2 == 1.0
         np.testing.assert_allclose(result.u.numpy(), expected, **tolerances.FLOAT64_REGROUPED)
     # the exact minimiser: the subgradient condition (h - u)/mu in d||u||_1 holds coordinatewise
-    result = reconstruct(h, projection={"kind": "none"}, n=500, mu=0.3)
+    result = reconstruct(h, projection={"kind": "none"}, n=500, mu=0.3, convention="npeff")
     u = result.u.numpy()
     residual = (h - u) / 0.3
     assert np.all(np.abs(residual) <= 1 + 1e-12)
     np.testing.assert_allclose(residual[u != 0], np.sign(u[u != 0]), **tolerances.FLOAT64_REGROUPED)
-    result = reconstruct(h, projection={"kind": "none"}, n=500, mu=1e-9)
+    result = reconstruct(h, projection={"kind": "none"}, n=500, mu=1e-9, convention="npeff")
     np.testing.assert_allclose(result.u.numpy(), h, rtol=0, atol=2e-9)  # small mu: h, within mu
 
 
 def test_zero_solution_when_mu_is_large():
     h = np.random.default_rng(5).standard_normal(64)
-    result = reconstruct(h, projection={"kind": "none"}, n=64, mu=10.0)
+    result = reconstruct(h, projection={"kind": "none"}, n=64, mu=10.0, convention="npeff")
     assert result.iterations == 0 and result.converged and not result.u.any()
 
 
@@ -102,7 +102,7 @@ def test_planted_sparse_vector_is_recovered():
     u_true[support] = rng.choice([-1.0, 1.0], k) * (0.5 + rng.random(k))
     h = project(u_true.astype(np.float32), d=d, seed=7, n_total=n, backend="cpu")
     # paper settings (beta=4, gamma=0.99, eq. 73, one inner iteration) with mu at ~1% of the entries
-    result = reconstruct(h, projection={"kind": "ssp-v1", "seed": 7, "d": d}, n=n, mu=1e-2,
+    result = reconstruct(h, projection={"kind": "ssp-v1", "seed": 7, "d": d}, n=n, mu=1e-2, convention="npeff",
                          xtol=1e-6, max_iterations=5000)
     u = result.u.numpy()
     found = np.argsort(-np.abs(u))[:k]
@@ -111,17 +111,32 @@ def test_planted_sparse_vector_is_recovered():
     assert np.linalg.norm(u - u_true) / np.linalg.norm(u_true) <= 0.05  # bias ~ mu / |u| ~ 1%
 
 
-def test_seeded_and_paper_convention():
+def test_seeded_and_paper_convention_against_naive():
+    """The paper's problem: a unit-norm component, the +-1 matrix sqrt(32) A, mu as the paper sets it."""
     spec = ProjectionSpec(seed=2, d=256)
-    h = sparse_problem(reference_matrix(spec, 2048), 8)
-    first = reconstruct(h, projection=spec.to_dict(), n=2048, mu=0.32, convention="paper", seed=3)
-    again = reconstruct(torch.from_numpy(h), projection=spec.to_dict(), n=2048, mu=0.32,
-                        convention="paper", seed=3)
+    A = reference_matrix(spec, 2048)
+    h = sparse_problem(A, 8)
+    unit = h / np.linalg.norm(h)
+    first = reconstruct(unit, projection=spec.to_dict(), n=2048, mu=3e-2, seed=3, xtol=1.5e-8,
+                        max_iterations=50_000)
+    again = reconstruct(torch.from_numpy(unit), projection=spec.to_dict(), n=2048, mu=3e-2, seed=3,
+                        xtol=1.5e-8, max_iterations=50_000)
+    assert first.settings["convention"] == "paper" and first.converged
     assert torch.equal(first.u, again.u) and first.sigma2 == again.sigma2
-    # the paper's +-1 entries: the same problem as npeff's A with mu / 32
-    npeff = reconstruct(h, projection=spec.to_dict(), n=2048, mu=0.01, seed=3)
-    assert first.settings["mu_effective"] == pytest.approx(0.01)
-    np.testing.assert_allclose(first.u.numpy(), npeff.u.numpy(), **tolerances.FLOAT64_REGROUPED)
+    c = math.sqrt(32)
+    assert first.settings["mu_effective"] == pytest.approx(3e-2 / c)
+    # npeff's u is sqrt(32) times the paper's: the same direction and support
+    expected = naive_ista(c * A, unit, 3e-2)
+    assert np.count_nonzero(expected) > 0
+    np.testing.assert_allclose(first.u.numpy(), c * expected, **tolerances.FPC_FLOAT32_OPERATOR)
+    # scale-invariant: a component of norm 5 (and its reference norm) gives 5 u
+    scaled = reconstruct(5 * unit, projection=spec.to_dict(), n=2048, mu=3e-2, seed=3, xtol=1.5e-8,
+                         max_iterations=50_000)
+    np.testing.assert_allclose(scaled.u.numpy(), 5 * first.u.numpy(), **tolerances.FPC_FLOAT32_OPERATOR)
+    # a rejected vector keeps its component's reference norm: mu_eff does not shrink with it
+    rejected = reconstruct(0.5 * unit, projection=spec.to_dict(), n=2048, mu=3e-2, reference_norm=1.0,
+                           seed=3)
+    assert rejected.settings["mu_effective"] == pytest.approx(3e-2 / c)
 
 
 def test_max_iterations_reports_not_converged():
@@ -154,6 +169,9 @@ SSP = {"kind": "ssp-v1", "seed": 0, "d": 64}
     (np.ones((2, 32)), {"projection": SSP}, r"\[d\]"),
     (np.ones(64, dtype=np.int64), {"projection": SSP}, "floating"),
     (np.ones(64), {"projection": SSP, "convention": "matlab"}, "convention"),
+    (np.ones(64), {"projection": SSP, "reference_norm": 0.0}, "reference_norm"),
+    (np.ones(64), {"projection": SSP, "convention": "npeff", "reference_norm": 1.0}, "reference_norm"),
+    (np.ones(64), {"projection": SSP, "mu_scale": 2.0}, "mu_scale"),
     (np.ones(64), {"projection": SSP, "beta": 1.0}, "beta"),
     (np.ones(64), {"projection": SSP, "gamma": 1.5}, "gamma"),
     (np.ones(64), {"projection": SSP, "tau": 2.0}, "tau"),
