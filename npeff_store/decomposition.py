@@ -37,6 +37,9 @@ class DecompositionManifest:
         memory_budget, cluster, device: how it ran.
         final_loss, median_step_seconds: the last step's loss and the median step time.
         provenance: package versions, command line and timestamps.
+        method: what made it: ``npeff`` (the decomposition), ``gradient-clustering`` or ``sae``
+            (the paper's baselines, which write the same format: components as H, scores as W).
+        details: what the method reports of its run (iterations, empty clusters, dead latents...).
     """
 
     n_components: int
@@ -52,6 +55,8 @@ class DecompositionManifest:
     final_loss: float | None = None
     median_step_seconds: float | None = None
     provenance: dict = dataclasses.field(default_factory=dict)
+    method: str = "npeff"
+    details: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "kind": "decomposition",
@@ -113,6 +118,15 @@ class Decomposition:
     def losses(self) -> np.ndarray:
         return self._array("losses")
 
+    @property
+    def method(self) -> str:
+        """``npeff``, ``gradient-clustering`` or ``sae`` (see :class:`DecompositionManifest`)."""
+        return self.meta.method
+
+    def array(self, name: str) -> np.ndarray:
+        """A method's extra array (``labels`` of a clustering)."""
+        return self._array(name)
+
     def __repr__(self) -> str:
         return f"Decomposition({str(self.path)!r}, m={self.meta.num_examples}, C={self.meta.n_components})"
 
@@ -139,10 +153,13 @@ def prepare_decomposition_dir(path: str | os.PathLike, *, overwrite: bool) -> Pa
 
 
 def write_decomposition(path: Path, *, W: np.ndarray, H: np.ndarray, losses: np.ndarray,
-                        manifest: DecompositionManifest) -> None:
-    """Write the arrays, then the manifest (last: a directory with a manifest is complete), then
-    drop the checkpoint."""
-    for name, array in zip(ARRAYS, (W, H, losses)):
+                        manifest: DecompositionManifest, extra: dict[str, np.ndarray] | None = None) -> None:
+    """Write the arrays (and a method's ``extra`` ones, e.g. a clustering's ``labels``), then the
+    manifest (last: a directory with a manifest is complete), then drop the checkpoint."""
+    extra = extra or {}
+    if set(extra) & set(ARRAYS):
+        raise ValueError(f"extra arrays may not be named {ARRAYS}")
+    for name, array in [*zip(ARRAYS, (W, H, losses)), *extra.items()]:
         save_array(path / f"{name}.npy", array)
     _files.atomic_write_json(path / MANIFEST, manifest.to_dict())
     shutil.rmtree(path / CHECKPOINT_DIR, ignore_errors=True)
