@@ -54,34 +54,78 @@ def top_examples(decomposition, store, k, components, as_json):
                        f"label {label:<10} pred {prediction:<10} {text}")
 
 
-@click.command()
-@click.argument("decomposition", type=DIRECTORY)
-@STORE_OPTION
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (summary and one record per component).")
-def tunings(decomposition, store, as_json):
-    """Which components are prediction-, label- and LnP-tuned (paper section 3, Table 1).
+def _method_tunings(decomposition: str, store: str | None) -> dict:
+    """Tunings and the tuning classifier of one decomposition (or clustering, or SAE)."""
+    from pathlib import Path
 
-    A component is prediction-tuned (label-tuned) when all of its top 16 examples share one
-    prediction (gold label); LnP means label- but not prediction-tuned. Components with fewer than
-    16 examples of non-zero coefficient are excluded and counted. Percentages are over the
-    components analysed.
-    """
+    from npeff.errors import InvalidArgumentError
     from npeff.ops import analysis
 
     decomp = _open(decomposition)
     opened = analysis.open_store_for(decomp, store)
     result = analysis.tunings(decomp, opened)
+    columns = analysis.example_columns(opened)
+    try:
+        classifier = analysis.tuning_classifier(decomp.W, columns["label"], columns["prediction"]).summary()
+    except InvalidArgumentError:  # a store without gold labels
+        classifier = None
+    return {"name": Path(decomposition).name, "path": decomposition, "method": decomp.method, "tunings": result,
+            "classifier": classifier, "label_names": analysis.label_names(opened)}
+
+
+@click.command()
+@click.argument("decompositions", nargs=-1, required=True, type=DIRECTORY)
+@click.option("--store", default=None, type=DIRECTORY,
+              help="With one DECOMPOSITION: the store it was computed from (default: the path it records).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (summary and one record per component).")
+def tunings(decompositions, store, as_json):
+    """Which components are prediction-, label- and LnP-tuned (paper section 3, Table 1).
+
+    A component is prediction-tuned (label-tuned) when all of its top 16 examples share one
+    prediction (gold label); LnP means label- but not prediction-tuned. Components with fewer than
+    16 examples of non-zero coefficient (clusters of fewer than 16 members) are excluded and
+    counted. Percentages are over the components analysed. The tuning classifier (section 3.3):
+    each component votes for a label held by at least 75% of its top 16 examples, and an example
+    is classified by its coefficients' weighted votes; its accuracy and its agreement with the
+    model's predictions are shown.
+
+    Given several decompositions (NPEFF, G-NPEFF, npeff cluster, npeff sae outputs over the same
+    examples), one row per method, side by side as in Table 1.
+
+    \b
+    Example:
+      npeff tunings sst2.npeff sst2.gnpeff sst2.clusters sst2.sae
+    """
+    from npeff.errors import InvalidArgumentError
+
+    if store is not None and len(decompositions) > 1:
+        raise InvalidArgumentError("--store applies to one decomposition; with several, each uses the store "
+                                   "it records")
+    rows = [_method_tunings(path, store) for path in decompositions]
     if as_json:
-        echo_json(result.to_dict())
+        payload = [dict(row["tunings"].to_dict(), name=row["name"], method=row["method"],
+                        classifier=row["classifier"]) for row in rows]
+        echo_json(payload[0] if len(payload) == 1 else {"methods": payload})
         return
+    if len(rows) > 1:
+        _echo_method_table(rows)
+        return
+    row = rows[0]
+    result, names = row["tunings"], row["label_names"]
     summary = result.summary()
-    names = analysis.label_names(opened)
+    from npeff.ops import analysis
+
     click.echo(f"{summary['n_included']} of {summary['n_components']} components analysed "
                f"({summary['n_excluded']} excluded: fewer than {summary['top']} examples with non-zero coefficient)")
     click.echo(f"  prediction-tuned {percent(summary['prediction_tuned_pct'])}")
     click.echo(f"  label-tuned      {percent(summary['label_tuned_pct'])}"
                + ("" if summary["labels_available"] else "   (the store has no gold labels)"))
     click.echo(f"  LnP-tuned        {percent(summary['lnp_tuned_pct'])}")
+    if row["classifier"] is not None:
+        classifier = row["classifier"]
+        click.echo(f"  tuning classifier: accuracy {_share(classifier['accuracy'])}, agreement with the model "
+                   f"{_share(classifier['agreement_with_model'])} ({classifier['n_voting_components']} components "
+                   f"vote; {_share(classifier['abstained'])} of examples without a vote)")
     for c in result.components:
         if c.prediction_tuned or c.label_tuned:
             flags = ", ".join(
@@ -89,6 +133,24 @@ def tunings(decomposition, store, as_json):
                                   f"label {analysis.label_name(c.label, names)}" if c.label_tuned else "",
                                   "LnP" if c.lnp else "") if part)
             click.echo(f"  component {c.component:>4}: {flags}")
+
+
+def _share(value: float | None) -> str:
+    return percent(None if value is None else 100.0 * value).strip()
+
+
+def _echo_method_table(rows: list[dict]) -> None:
+    """Table 1's layout: one row per method, Pred / Label / LnP side by side, and the classifier."""
+    width = max(len(f"{row['name']} ({row['method']})") for row in rows)
+    click.echo(f"{'method':<{width}}  {'C':>5} {'analysed':>8}  {'Pred':>6} {'Label':>6} {'LnP':>6}  "
+               f"{'clf acc':>7} {'agree':>6}")
+    for row in rows:
+        summary, classifier = row["tunings"].summary(), row["classifier"] or {}
+        click.echo(f"{row['name'] + ' (' + row['method'] + ')':<{width}}  {summary['n_components']:>5} "
+                   f"{summary['n_included']:>8}  {percent(summary['prediction_tuned_pct'], 6)} "
+                   f"{percent(summary['label_tuned_pct'], 6)} {percent(summary['lnp_tuned_pct'], 6)}  "
+                   f"{percent(None if classifier.get('accuracy') is None else 100 * classifier['accuracy'], 7)} "
+                   f"{percent(None if classifier.get('agreement_with_model') is None else 100 * classifier['agreement_with_model'], 6)}")
 
 
 @click.command()

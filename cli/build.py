@@ -20,6 +20,12 @@ from npeff.cli._common import DEVICE, DIRECTORY, command_line, overwrite_option
               help="Expectation projection with R' rows instead of one row per class (sec. 2.1.1).")
 @click.option("--svd-rank", type=int, default=None, help="Keep the top-k singular directions (sec. 2.1.2).")
 @click.option("--gradient", is_flag=True, help="G-NPEFF: the gradient of log p of the predicted class.")
+@click.option("--activations", is_flag=True,
+              help="Instead of PEFs: each example's residual stream at its final token, unit-normalised (a store "
+                   "of kind activation, for npeff sae).")
+@click.option("--layer", type=int, default=None,
+              help="With --activations: the transformer block whose output is read (default: the last; "
+                   "negative counts from the end).")
 @click.option("--projection", type=click.Choice(["ssp-v1", "none"]), default="ssp-v1", show_default=True,
               help="Seeded sparse projection, or none (d = n, for small models and exact checks).")
 @click.option("--dim", "-d", type=int, default=8192, show_default=True, help="Projected dimension.")
@@ -35,8 +41,8 @@ from npeff.cli._common import DEVICE, DIRECTORY, command_line, overwrite_option
 @click.option("--resume", is_flag=True, help="Continue an interrupted build of the same store.")
 @overwrite_option("an existing store at --out")
 @click.option("--dry-run", is_flag=True, help="Print n, m, r, d and the store's size, then stop.")
-def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, gradient, projection, dim,
-          seed, include, exclude, device, dtype, batch_size, max_examples, shard, resume, overwrite,
+def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, gradient, activations, layer,
+          projection, dim, seed, include, exclude, device, dtype, batch_size, max_examples, shard, resume, overwrite,
           dry_run):
     """Compute per-example Fisher matrices of MODEL (a hub name or a local folder) on a dataset.
 
@@ -54,7 +60,24 @@ def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, g
 
     if gradient and eps_rows is not None:
         raise InvalidArgumentError("--gradient and --eps exclude each other")
+    if activations and (gradient or eps_rows is not None or svd_rank is not None or shard or dry_run):
+        raise InvalidArgumentError("--activations takes none of --gradient, --eps, --svd-rank, --shard, --dry-run")
+    if layer is not None and not activations:
+        raise InvalidArgumentError("--layer applies to --activations")
     task = TaskSpec.from_yaml(task_file)
+    if activations:
+        from npeff.ops.baselines import build_activation_store
+
+        examples = load_examples(data, config=data_config, split=split)
+        task.check_fields(examples.column_names)
+        network, tokenizer = load_model_and_tokenizer(model, task.formulation, device=device, dtype=dtype)
+        result = build_activation_store(network, examples, task, out, tokenizer=tokenizer, layer=layer,
+                                        batch_size=batch_size, device=device, max_examples=max_examples,
+                                        resume=resume, overwrite=overwrite, model_name=model, command=command_line(),
+                                        progress=True)
+        block = result.manifest["pef_spec"]["activation"]["layer"]
+        click.echo(f"wrote {result.num_examples:,} activations (block {block}, d = {result.dim}) to {result.path}")
+        return
     pef = PefSpec(kind="gradient" if gradient else ("eps" if eps_rows is not None else "exact"),
                   eps_rows=eps_rows, svd_rank=svd_rank, seed=seed)
     shard_range = parse_shard(shard)

@@ -50,9 +50,9 @@ def cli() -> None:
 
 def register_commands() -> None:
     """Every command group's commands on the ``npeff`` group (they inherit its context settings)."""
-    from npeff.cli import analysis, build, decompose, demo, perturb, store
+    from npeff.cli import analysis, baselines, build, decompose, demo, perturb, store
 
-    for group in (build, decompose, store, analysis, perturb, demo):
+    for group in (build, decompose, baselines, store, analysis, perturb, demo):
         for command in group.COMMANDS:
             cli.add_command(command)
 

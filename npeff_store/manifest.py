@@ -18,7 +18,7 @@ from npeff.errors import InvalidArgumentError, StoreCorruptError
 
 FORMAT_NAME = "npeff-pef-store"
 FORMAT_VERSION = 1
-KINDS = ("lrm-pef", "gradient")
+KINDS = ("lrm-pef", "gradient", "activation")
 STORAGE_DTYPES = ("float32", "float16")
 STATUSES = ("building", "finalized")
 #: projection kinds besides ssp-v1: data projected elsewhere, or not projected at all (d = n)
@@ -166,7 +166,8 @@ class StoreConfig:
     """Everything fixed when a store is created; a resumed build must ask for exactly this.
 
     Attributes:
-        kind: ``"lrm-pef"`` (rows of low-rank PEFs) or ``"gradient"`` (G-NPEFF, rank 1).
+        kind: ``"lrm-pef"`` (rows of low-rank PEFs), ``"gradient"`` (G-NPEFF and gradient
+            clustering, rank 1) or ``"activation"`` (residual-stream activations for SAEs, rank 1).
         rank: r, rows per example (examples of lower rank are zero-padded).
         dim: d, the projected dimension.
         dtype: storage dtype, ``"float32"`` or ``"float16"`` (reads are always float32).
@@ -195,8 +196,8 @@ class StoreConfig:
         _plain_int(self.dim, "dim", 1)
         _require(self.dtype in STORAGE_DTYPES,
                  f"storage dtype must be one of {STORAGE_DTYPES}, got {self.dtype!r}")
-        _require(self.kind != "gradient" or self.rank == 1,
-                 f"a gradient store has rank 1, got rank={self.rank}")
+        _require(self.kind == "lrm-pef" or self.rank == 1,
+                 f"a {self.kind} store has rank 1, got rank={self.rank}")
         object.__setattr__(self, "projection", normalize_projection(self.projection, self.dim))
         _plain_int(self.shard_examples, "shard_examples", 1)
         _plain_int(self.chunk_examples, "chunk_examples", 1)

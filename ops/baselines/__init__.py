@@ -15,6 +15,9 @@ from npeff._lazy import lazy_exports
 _EXPORTS = {
     "ClusterConfig": "npeff.ops.baselines.gradient_clustering",
     "cluster": "npeff.ops.baselines.gradient_clustering",
+    "SaeConfig": "npeff.ops.baselines.sae",
+    "train_sae": "npeff.ops.baselines.sae",
+    "build_activation_store": "npeff.ops.baselines.activations",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

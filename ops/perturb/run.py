@@ -186,6 +186,9 @@ def perturb(decomposition, *, store=None, model: str | None = None, out: str | P
 
     settings = settings or PerturbSettings()
     decomposition = decomposition if hasattr(decomposition, "H") else open_decomposition(decomposition)
+    if getattr(decomposition, "method", "npeff") == "sae":
+        raise InvalidArgumentError(f"{decomposition.path} is an SAE: its atoms live in activation space, not in "
+                                   f"parameter space, so the model cannot be perturbed along them")
     store = open_store_for(decomposition, store)
     check_device(device)
     chosen = choose_components(decomposition.H.shape[0], components, sample, settings.seed)

@@ -1,0 +1,225 @@
+"""A TopK sparse autoencoder on an activation store (Gao et al. 2024, as the NPEFF paper trains it,
+appendix G), with minibatches streamed from the store.
+
+For a unit-normalised activation ``x`` ``[d]``::
+
+    z = ReLU(TopK_k(W_enc (x - b_dec) + b_enc))     [C]   the latent activations
+    x̂ = W_dec z + b_dec                             [d]   loss = mean ||x - x̂||²
+
+Rows of ``W_enc`` ``[C, d]`` and columns of ``W_dec`` ``[d, C]`` are kept at unit L2 norm: their
+gradients are projected onto the tangent space of that manifold (``g - (g·w) w`` per row/column)
+before Adam, and they are renormalised after every step; the decoder starts as the encoder's
+transpose (appendix G). Batches come from the store's pieces in a seeded random order, shuffled
+within a buffer of at most two pieces (:mod:`npeff.ops.stream` plans which pieces stay resident
+within the memory budget; the rest are read again every epoch).
+
+The result is a decomposition directory (``method`` = ``sae``): ``H`` ``[C, d]`` the decoder's
+atoms, ``W`` ``[m, C]`` every example's latent activations (a final pass over the store), so the
+analysis commands read it as they read NPEFF's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from npeff.errors import InvalidArgumentError
+from npeff.ops.baselines.activations import check_activation_store
+from npeff.ops.stream import PieceLoader, check_device, ok_mask, parse_bytes, plan_residency, require_finalized
+from npeff.store import PefStore, open_store
+from npeff.store.decomposition import (Decomposition, DecompositionManifest, open_decomposition,
+                                       prepare_decomposition_dir, write_decomposition)
+from npeff.store.provenance import new_provenance, now_iso
+
+METHOD = "sae"
+
+
+def _setting(default, help: str):
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SaeConfig:
+    """Settings of a TopK SAE (appendix G's defaults where it gives them).
+
+    Attributes:
+        n_latents: C, the dictionary size.
+        k: active latents per example (32).
+        lr: Adam's learning rate (1e-3).
+        batch_size: activations per step (4096; at most the number of examples is used).
+        steps: optimiser steps (the paper: 51,200 batches).
+        seed: seed of the initialisation and of the batch order.
+    """
+
+    n_latents: int = dataclasses.field(metadata={"help": "Number of latents C."})
+    k: int = _setting(32, "Active latents per example (TopK).")
+    lr: float = _setting(1e-3, "Adam learning rate.")
+    batch_size: int = _setting(4096, "Activations per step.")
+    steps: int = _setting(5000, "Optimiser steps (the paper trains 51,200).")
+    seed: int = _setting(0, "Seed of the initialisation and the batch order.")
+
+    def __post_init__(self) -> None:
+        for name, minimum in (("n_latents", 1), ("k", 1), ("batch_size", 1), ("steps", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise InvalidArgumentError(f"{name.replace('_', ' ')} must be an integer >= {minimum}, got {value!r}")
+        if self.k > self.n_latents:
+            raise InvalidArgumentError(f"k = {self.k} active latents cannot exceed the {self.n_latents} latents")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < float("inf"):
+            raise InvalidArgumentError(f"the learning rate must be a positive number, got {self.lr!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class TopKSae(torch.nn.Module):
+    """The autoencoder's parameters: ``W_enc`` ``[C, d]``, ``b_enc`` ``[C]``, ``W_dec`` ``[d, C]``, ``b_dec`` ``[d]``."""
+
+    def __init__(self, d: int, n_latents: int, k: int, generator: torch.Generator, dtype=torch.float32):
+        super().__init__()
+        w = torch.randn(n_latents, d, generator=generator, dtype=torch.float64)
+        w /= w.norm(dim=1, keepdim=True)
+        self.k = k
+        self.W_enc = torch.nn.Parameter(w.to(dtype))
+        self.b_enc = torch.nn.Parameter(torch.zeros(n_latents, dtype=dtype))
+        self.W_dec = torch.nn.Parameter(w.T.clone().to(dtype))  # the encoder's transpose (appendix G)
+        self.b_dec = torch.nn.Parameter(torch.zeros(d, dtype=dtype))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C]`` latent activations: the k largest pre-activations, through a ReLU, the rest 0."""
+        pre = (x - self.b_dec) @ self.W_enc.T + self.b_enc
+        values, indices = pre.topk(self.k, dim=1)
+        return torch.zeros_like(pre).scatter_(1, indices, torch.relu(values))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.encode(x)
+        return z @ self.W_dec.T + self.b_dec, z
+
+    @torch.no_grad()
+    def project_gradients(self) -> None:
+        """Gradients of the unit-norm rows of ``W_enc`` and columns of ``W_dec`` onto their tangent spaces."""
+        for weight, dim in ((self.W_enc, 1), (self.W_dec, 0)):
+            if weight.grad is not None:
+                weight.grad -= (weight.grad * weight).sum(dim=dim, keepdim=True) * weight
+
+    @torch.no_grad()
+    def renormalise(self) -> None:
+        """Back onto the manifold after a step: unit encoder rows and decoder columns."""
+        self.W_enc /= self.W_enc.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        self.W_dec /= self.W_dec.norm(dim=0, keepdim=True).clamp_min(1e-12)
+
+
+def batches(store: PefStore, batch_size: int, generator: torch.Generator, *, device: str, dtype: torch.dtype,
+            memory_budget: int | None, mask: np.ndarray) -> Iterator[torch.Tensor]:
+    """Endless minibatches ``[B, d]`` of usable examples: pieces in a seeded random order each epoch,
+    rows shuffled within a buffer; the plan keeps what fits in ``memory_budget`` resident."""
+    plan = plan_residency(store, dtype=dtype, device=device, memory_budget=memory_budget)
+    load = PieceLoader(store, device=device, dtype=dtype)
+    buffer = torch.zeros(0, store.dim, dtype=dtype, device=device)
+    while True:
+        for i in torch.randperm(len(plan.pieces), generator=generator).tolist():
+            piece = plan.pieces[i]
+            keep = torch.from_numpy(np.flatnonzero(mask[piece.start:piece.stop])).to(device)
+            rows = load(piece)[:, 0, :].index_select(0, keep)
+            buffer = torch.cat([buffer, rows])
+            buffer = buffer[torch.randperm(len(buffer), generator=generator).to(device)]
+            while len(buffer) >= batch_size:
+                yield buffer[:batch_size]
+                buffer = buffer[batch_size:]
+
+
+def train_sae(store: PefStore | str | Path, n_latents: int | None = None, *, config: SaeConfig | None = None,
+              out: str | Path | None = None, device: str = "cpu", memory_budget: int | str | None = None,
+              overwrite: bool = False, progress: bool = False, command: str | None = None,
+              **overrides) -> Decomposition | dict:
+    """Train a TopK SAE on an activation store; the paper's SAE baseline.
+
+    Args:
+        store: an ``activation`` store (``npeff build --activations``) or its path.
+        n_latents: C (or give ``config``); other :class:`SaeConfig` fields as keywords.
+        out: the output directory; without it a dict with ``W``, ``H``, ``losses``, ``dead`` and the
+            trained ``model`` is returned.
+
+    Notes:
+        Memory: the SAE ``2 C d`` (plus Adam's twice that), a batch and its ``[B, C]`` latents, the
+        resident pieces and a buffer of at most two pieces; ``W`` ``[m, C]`` at the end.
+    """
+    store = store if isinstance(store, PefStore) else open_store(store)
+    require_finalized(store)
+    check_activation_store(store)
+    check_device(device)
+    if config is None:
+        config = SaeConfig(n_latents=n_latents, **overrides)
+    elif n_latents is not None or overrides:
+        raise InvalidArgumentError("give either config or n_latents and keywords, not both")
+    mask = ok_mask(store).numpy() > 0
+    usable = int(mask.sum())
+    if usable == 0:
+        raise InvalidArgumentError(f"no example of {store.path} has status ok")
+    if config.k > store.dim:
+        raise InvalidArgumentError(f"k = {config.k} exceeds the activations' dimension {store.dim}")
+    out_path = Path(out) if out is not None else None
+    if out_path is not None:
+        prepare_decomposition_dir(out_path, overwrite=overwrite)
+    dtype, batch_size = torch.float32, min(config.batch_size, usable)
+    generator = torch.Generator().manual_seed(config.seed)
+    model = TopKSae(store.dim, config.n_latents, config.k, generator).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    stream = batches(store, batch_size, generator, device=device, dtype=dtype,
+                     memory_budget=parse_bytes(memory_budget), mask=mask)
+    losses, began = [], time.perf_counter()
+    from tqdm.auto import tqdm
+
+    for _ in tqdm(range(config.steps), desc="sae", unit="step", disable=not progress, dynamic_ncols=True,
+                  file=sys.stderr):
+        x = next(stream)
+        reconstruction, _ = model(x)
+        loss = ((reconstruction - x) ** 2).sum(dim=1).mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        model.project_gradients()
+        optimiser.step()
+        model.renormalise()
+        losses.append(float(loss.detach()))
+    seconds = time.perf_counter() - began
+    w = latent_activations(model, store, device=device, memory_budget=parse_bytes(memory_budget), mask=mask)
+    dead = int((w.max(axis=0) <= 0).sum())
+    h = model.W_dec.detach().T.cpu().numpy().astype(np.float32)
+    result = {"W": w, "H": h, "losses": np.asarray(losses), "dead": dead, "model": model,
+              "steps_per_second": config.steps / seconds}
+    if out_path is None:
+        return result
+    manifest = DecompositionManifest(
+        method=METHOD, config=config.to_dict(), n_components=config.n_latents, num_examples=store.num_examples,
+        dim=store.dim, store=str(store.path), store_fingerprint=store.fingerprint, store_content_id=store.content_id,
+        memory_budget=parse_bytes(memory_budget), device=device, final_loss=losses[-1],
+        median_step_seconds=seconds / config.steps,
+        details={"dead_latents": dead, "steps_per_second": result["steps_per_second"], "batch_size": batch_size,
+                 "losses": "mean squared reconstruction error of each step's batch",
+                 "H": "decoder atoms (unit columns of W_dec)", "W": "latent activations z of every example"},
+        provenance=dict(new_provenance(command), finalized=now_iso()))
+    write_decomposition(out_path, W=w, H=h, losses=result["losses"], manifest=manifest,
+                        extra={"encoder": model.W_enc.detach().cpu().numpy(),
+                               "encoder_bias": model.b_enc.detach().cpu().numpy(),
+                               "decoder_bias": model.b_dec.detach().cpu().numpy()})
+    return open_decomposition(out_path)
+
+
+@torch.no_grad()
+def latent_activations(model: TopKSae, store: PefStore, *, device: str, memory_budget: int | None,
+                       mask: np.ndarray) -> np.ndarray:
+    """``[m, C]`` float32 latent activations of every example (zero rows for unusable ones), one pass."""
+    plan = plan_residency(store, dtype=torch.float32, device=device, memory_budget=memory_budget)
+    load = PieceLoader(store, device=device, dtype=torch.float32)
+    w = np.zeros((store.num_examples, model.W_enc.shape[0]), dtype=np.float32)
+    for piece in plan.pieces:
+        z = model.encode(load(piece)[:, 0, :]).cpu().numpy()
+        z[~mask[piece.start:piece.stop]] = 0
+        w[piece.start:piece.stop] = z
+    return w
