@@ -54,25 +54,6 @@ def top_examples(decomposition, store, k, components, as_json):
                        f"label {label:<10} pred {prediction:<10} {text}")
 
 
-def _method_tunings(decomposition: str, store: str | None) -> dict:
-    """Tunings and the tuning classifier of one decomposition (or clustering, or SAE)."""
-    from pathlib import Path
-
-    from npeff.errors import InvalidArgumentError
-    from npeff.ops import analysis
-
-    decomp = _open(decomposition)
-    opened = analysis.open_store_for(decomp, store)
-    result = analysis.tunings(decomp, opened)
-    columns = analysis.example_columns(opened)
-    try:
-        classifier = analysis.tuning_classifier(decomp.W, columns["label"], columns["prediction"]).summary()
-    except InvalidArgumentError:  # a store without gold labels
-        classifier = None
-    return {"name": Path(decomposition).name, "path": decomposition, "method": decomp.method, "tunings": result,
-            "classifier": classifier, "label_names": analysis.label_names(opened)}
-
-
 @click.command()
 @click.argument("decompositions", nargs=-1, required=True, type=DIRECTORY)
 @click.option("--store", default=None, type=DIRECTORY,
@@ -101,7 +82,9 @@ def tunings(decompositions, store, as_json):
     if store is not None and len(decompositions) > 1:
         raise InvalidArgumentError("--store applies to one decomposition; with several, each uses the store "
                                    "it records")
-    rows = [_method_tunings(path, store) for path in decompositions]
+    from npeff.ops import analysis
+
+    rows = [analysis.method_row(path, store) for path in decompositions]
     if as_json:
         payload = [dict(row["tunings"].to_dict(), name=row["name"], method=row["method"],
                         classifier=row["classifier"]) for row in rows]
@@ -113,8 +96,6 @@ def tunings(decompositions, store, as_json):
     row = rows[0]
     result, names = row["tunings"], row["label_names"]
     summary = result.summary()
-    from npeff.ops import analysis
-
     click.echo(f"{summary['n_included']} of {summary['n_components']} components analysed "
                f"({summary['n_excluded']} excluded: fewer than {summary['top']} examples with non-zero coefficient)")
     click.echo(f"  prediction-tuned {percent(summary['prediction_tuned_pct'])}")
