@@ -179,17 +179,22 @@ def compare(decomposition_a, decomposition_b, store, as_json):
               help="Top examples shown per component.")
 @click.option("--perturbation", default=None, type=DIRECTORY,
               help="Results of npeff perturb to show (default: DECOMPOSITION/perturbation when it is there).")
+@click.option("--compare", "others", multiple=True, type=DIRECTORY,
+              help="Another method's output over the same examples (G-NPEFF, npeff cluster, npeff sae), shown "
+                   "beside this one as in the paper's Table 1 (repeatable).")
 @overwrite_option("an existing file at --out")
-def report(decomposition, store, out, k, perturbation, overwrite):
+def report(decomposition, store, out, k, perturbation, others, overwrite):
     """Write one self-contained HTML page about DECOMPOSITION (works offline).
 
     It shows the store's and the decomposition's settings, the loss curve, the distributions of
     coefficients and component sizes, the tuning table, and a searchable, sortable card per
-    component with its top examples; with perturbation results, their KL and norm ratios.
+    component with its top examples; with perturbation results, their KL and norm ratios; with
+    --compare, the tunings and tuning classifier of every method side by side.
     """
     from npeff.ops.report import write_report
 
-    path = write_report(_open(decomposition), store, out=out, k=k, overwrite=overwrite, perturbation=perturbation)
+    path = write_report(_open(decomposition), store, out=out, k=k, overwrite=overwrite, perturbation=perturbation,
+                        compare=list(others))
     click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
 
 

@@ -99,12 +99,32 @@ def _print_summary(summary: dict) -> None:
     perturbation = summary["perturbation"]
     click.echo(f"perturbations ({perturbation['n_components']} components): KL ratio (geometric mean) "
                f"{ratio(perturbation['kl_ratio_geomean'])}, norm ratio {ratio(perturbation['norm_ratio_geomean'])}")
+    _print_comparison(summary.get("comparison") or [])
     click.echo("")
     click.echo("look closer:")
     click.echo(f"  npeff top-examples {summary['decomposition']} -k 5 --component 0")
-    click.echo(f"  npeff tunings {summary['decomposition']}")
+    click.echo(f"  npeff tunings {summary['decomposition']} {out}/gnpeff {out}/clusters {out}/sae")
     click.echo(f"  npeff perturb {summary['decomposition']} --component 0 --out {out}/perturb-0")
     click.echo(f"  npeff info {summary['store']}")
+
+
+def _print_comparison(rows: list[dict]) -> None:
+    """Table 1's layout over the demo's methods, with their alignment to the planted strategies."""
+    if not rows:
+        return
+    pct = functools.partial(percent, width=6)
+    click.echo("")
+    click.echo("methods on the same examples (Table 1's layout; clf: the tuning classifier of section 3.3):")
+    click.echo(f"  {'method':<20} {'analysed':>8} {'Pred':>7} {'Label':>7} {'LnP':>7} {'clf acc':>8} {'agree':>7} "
+               f"{'aligned':>8} {'purity':>6}")
+    for row in rows:
+        tunings, classifier, aligned = row["tunings"], row["classifier"] or {}, row["alignment"]
+        accuracy, agreement = classifier.get("accuracy"), classifier.get("agreement_with_model")
+        click.echo(f"  {row['name']:<20} {tunings['n_included']:>4}/{tunings['n_components']:<3} "
+                   f"{pct(tunings['prediction_tuned_pct'])} {pct(tunings['label_tuned_pct'])} "
+                   f"{pct(tunings['lnp_tuned_pct'])} {percent(None if accuracy is None else 100 * accuracy, 7)} "
+                   f"{pct(None if agreement is None else 100 * agreement)} "
+                   f"{percent(100 * aligned['aligned_fraction'], 7)} {aligned['mean_purity']:>6.2f}")
 
 
 COMMANDS = [demo, check_projection]

@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from npeff.ops.demo.alignment import alignment
+from npeff.ops.demo.comparison import comparison_table, run_baselines
 from npeff.ops.demo.planted import STRATEGIES, accuracy, make_dataset, make_model, make_tokenizer, train
 from npeff.errors import StoreExistsError
 from npeff.store._files import atomic_write_json, prepare_output_dir
@@ -41,12 +42,14 @@ class DemoSettings:
     joint_lr: float = 3e-4
     seed: int = 0
     perturb_baseline: int = 400
+    sae_steps: int = 1500
+    sae_batch_size: int = 1024
 
     @classmethod
     def quick(cls, seed: int = 0) -> DemoSettings:
         """``npeff demo --quick``: 480 examples, d = 1024, 12 components; seconds, not minutes."""
         return cls(pef_examples=480, dim=1024, n_components=12, warmup_steps=100, joint_steps=800,
-                   warmup_lr=1e-3, joint_lr=1e-3, seed=seed)
+                   warmup_lr=1e-3, joint_lr=1e-3, seed=seed, sae_steps=500, sae_batch_size=256)
 
 
 def _is_demo_folder(path: Path) -> bool:
@@ -85,7 +88,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, overwr
     timings = {}
     started = time.perf_counter()
 
-    log(f"1/6 making the planted dataset ({settings.train_examples} training and "
+    log(f"1/7 making the planted dataset ({settings.train_examples} training and "
         f"{settings.pef_examples} analysis sentences, strategies: {', '.join(STRATEGIES)})")
     train_rows = make_dataset(settings.train_examples, settings.seed)
     analysis_rows = make_dataset(settings.pef_examples, settings.seed + 1)
@@ -94,7 +97,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, overwr
     (out / "task.yaml").write_text("formulation: classifier\ntemplate: \"{text}\"\nlabel_field: label\n"
                                    "max_length: 16\n")
 
-    log(f"2/6 training a tiny GPT-2 classifier ({settings.epochs} epochs)")
+    log(f"2/7 training a tiny GPT-2 classifier ({settings.epochs} epochs)")
     tokenizer = make_tokenizer()
     model = make_model(settings.seed)
     losses = train(model, tokenizer, train_rows, epochs=settings.epochs, seed=settings.seed, lr=settings.train_lr,
@@ -105,7 +108,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, overwr
     log(f"    training loss {losses[0]:.3f} -> {losses[-1]:.3f}; accuracy {train_accuracy:.1%} (train)")
     timings["train_s"] = time.perf_counter() - started
 
-    log(f"3/6 building the PEF store (exact PEFs, projected to d={settings.dim})")
+    log(f"3/7 building the PEF store (exact PEFs, projected to d={settings.dim})")
     mark = time.perf_counter()
     task = TaskSpec.from_yaml(out / "task.yaml")
     examples = load_examples(str(out / "data.jsonl"))
@@ -120,7 +123,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, overwr
                                       == np.asarray(table.column("label").to_pylist())))
     log(f"    accuracy on the analysed sentences: {analysis_accuracy:.1%}")
 
-    log(f"4/6 decomposing into {settings.n_components} components "
+    log(f"4/7 decomposing into {settings.n_components} components "
         f"({settings.warmup_steps} warm-up + {settings.joint_steps} joint steps)")
     mark = time.perf_counter()
     config = DecomposeConfig(n_components=settings.n_components, warmup_steps=settings.warmup_steps,
@@ -131,17 +134,26 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, overwr
                                       f"-C {settings.n_components}")
     timings["decompose_s"] = time.perf_counter() - mark
 
-    log(f"5/6 perturbing the model along each component ({settings.perturb_baseline} baseline examples)")
+    log(f"5/7 perturbing the model along each component ({settings.perturb_baseline} baseline examples)")
     mark = time.perf_counter()
     perturbation = perturb(decomposition, store=store, model=str(out / "model"),
                            out=out / "decomposition" / "perturbation", progress=progress,
                            settings=PerturbSettings(baseline=settings.perturb_baseline, seed=settings.seed))
     timings["perturb_s"] = time.perf_counter() - mark
 
-    log("6/6 writing the report")
-    report = write_report(decomposition, store, out=out / "report.html")
+    log("6/7 the paper's baselines on the same examples: G-NPEFF, gradient clustering, a TopK SAE")
+    mark = time.perf_counter()
+    strategies = [row["strategy"] for row in analysis_rows]
+    baselines = run_baselines(out, settings, network=network, tokenizer=loaded_tokenizer, task=task,
+                              examples=examples, strategies=strategies, progress=progress, log=log)
+    timings.update(baselines["timings"], baselines_s=time.perf_counter() - mark)
+    comparison = comparison_table({"NPEFF": decomposition, **baselines["outputs"]}, strategies)
+
+    log("7/7 writing the report")
+    report = write_report(decomposition, store, out=out / "report.html",
+                          compare=list(baselines["outputs"].values()))
     tuning = tunings(decomposition, store).summary()
-    aligned = alignment(decomposition.W, [row["strategy"] for row in analysis_rows])
+    aligned = alignment(decomposition.W, strategies)
     timings["total_s"] = time.perf_counter() - started
     summary = {
         "out": str(out), "report": str(report), "store": str(store.path), "decomposition": str(decomposition.path),
@@ -150,6 +162,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, overwr
                                                                         float(decomposition.losses[-1])],
         "tunings": tuning, "alignment": aligned, "timings": timings,
         "perturbation": {key: perturbation[key] for key in ("kl_ratio_geomean", "norm_ratio_geomean", "n_components")},
+        "comparison": comparison,
     }
     atomic_write_json(out / "summary.json", summary)
     return summary

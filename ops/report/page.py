@@ -90,7 +90,23 @@ def _magnitude_rule(settings: dict) -> str:
     return f"the magnitude at which the baseline examples' mean KL is {settings.get('target_kl'):g} nats"
 
 
-def build_report(decomposition, store=None, *, k: int = 16, perturbation=None) -> str:
+def comparison_rows(decomposition, store, others) -> list[dict]:
+    """Table 1's rows for the report: this decomposition first, then each of ``others`` (outputs of
+    other methods over the same examples: paths or opened decompositions, each with its own store)."""
+    rows = [analysis.method_row(decomposition, store)] + [analysis.method_row(other) for other in others]
+    table = []
+    for row in rows:
+        summary, classifier = row["summary"], row["classifier"] or {}
+        table.append({"name": row["name"], "method": row["method"], "n_components": summary["n_components"],
+                      "n_included": summary["n_included"], "pred": summary["prediction_tuned_pct"],
+                      "label": summary["label_tuned_pct"], "lnp": summary["lnp_tuned_pct"],
+                      "accuracy": None if classifier.get("accuracy") is None else 100 * classifier["accuracy"],
+                      "agreement": None if classifier.get("agreement_with_model") is None
+                      else 100 * classifier["agreement_with_model"]})
+    return table
+
+
+def build_report(decomposition, store=None, *, k: int = 16, perturbation=None, compare=()) -> str:
     """The report page as a string.
 
     Args:
@@ -100,6 +116,8 @@ def build_report(decomposition, store=None, *, k: int = 16, perturbation=None) -
         perturbation: results of ``npeff perturb`` on this decomposition (a path); by default
             ``DECOMPOSITION/perturbation`` when it is there. Their ratios go on the cards and a
             summary to the top of the page.
+        compare: outputs of other methods over the same examples (G-NPEFF, ``npeff cluster``,
+            ``npeff sae``; paths or opened), shown beside this one as in the paper's Table 1.
 
     Notes:
         Each column of ``W`` is sorted once, for both the top examples and the tunings; the page
@@ -144,6 +162,7 @@ def build_report(decomposition, store=None, *, k: int = 16, perturbation=None) -
         store_settings=store_rows, decomposition_settings=decomposition_rows,
         plots=plots(W, decomposition.losses, config.get("warmup_steps")),
         tuning_summary=tunings.summary(), components=components,
+        comparison=comparison_rows(decomposition, store, compare) if compare else None,
         perturbation=None if perturbed is None else dict(
             perturbed.summary, magnitude_rule=_magnitude_rule(perturbed.summary.get("settings") or {})),
         fmt_pct=lambda value: "n/a" if value is None else f"{value:.1f}%",
@@ -152,7 +171,7 @@ def build_report(decomposition, store=None, *, k: int = 16, perturbation=None) -
 
 
 def write_report(decomposition, store=None, *, out: str | os.PathLike, k: int = 16,
-                 overwrite: bool = False, perturbation=None) -> Path:
+                 overwrite: bool = False, perturbation=None, compare=()) -> Path:
     """Write the report to ``out`` (an ``.html`` file) atomically; returns its path.
 
     Raises:
@@ -169,9 +188,9 @@ def write_report(decomposition, store=None, *, out: str | os.PathLike, k: int = 
         raise StoreExistsError(f"{out} exists; pass --overwrite to replace it")
     if not out.parent.is_dir():
         raise InvalidArgumentError(f"the folder {out.parent} does not exist")
-    page = build_report(decomposition, store, k=k, perturbation=perturbation)
+    page = build_report(decomposition, store, k=k, perturbation=perturbation, compare=compare)
     _files.atomic_write_bytes(out, page.encode("utf-8"))
     return out
 
 
-__all__ = ["build_report", "settings_rows", "write_report"]
+__all__ = ["build_report", "comparison_rows", "settings_rows", "write_report"]

@@ -32,6 +32,18 @@ def test_report_content(case):
     assert store.fingerprint in page
 
 
+def test_report_compares_methods(case, tmp_path):
+    decomposition, store = case
+    W = decomposition.W
+    other = hand_made_decomposition(tmp_path / "other-method", store, W[:, :2])
+    assert 'id="methods"' not in build_report(decomposition, store)
+    page = build_report(decomposition, store, compare=[tmp_path / "other-method"])
+    table = page[page.index('id="method-table"'):page.index("</table>", page.index('id="method-table"'))]
+    rows = re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td><td class=\"num\">(\d+)</td>", table)
+    assert rows == [("decomposition", "npeff", "5"), ("other-method", "npeff", "2")]
+    assert "25.0%" in table and other is not None
+
+
 def test_write_report_writes_and_overwrites(case, tmp_path):
     decomposition, _ = case
     out = write_report(decomposition, out=tmp_path / "r.html")
