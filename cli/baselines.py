@@ -7,8 +7,7 @@ import click
 
 from npeff.cli._common import DEVICE, DIRECTORY, MEMORY_BUDGET, command_line, config_from_options, config_options, \
     overwrite_option
-from npeff.ops.baselines.gradient_clustering import ClusterConfig
-from npeff.ops.baselines.sae import SaeConfig
+from npeff.ops.baselines.config import ClusterConfig, SaeConfig
 
 
 @click.command("cluster")

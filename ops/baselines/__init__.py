@@ -1,6 +1,7 @@
 """The paper's baselines over the same stores (sections 3.1-3.3, appendix G).
 
 Modules:
+    config: :class:`ClusterConfig` and :class:`SaeConfig` (no torch).
     kmeans: Lloyd's k-means as chunk steps on :mod:`npeff.ops.stream` (and k-means++ seeding).
     gradient_clustering: :func:`cluster` (``npeff cluster``), k-means on a gradient store.
     activations: capturing a model's residual stream at the final token (``npeff build --activations``).
@@ -13,9 +14,9 @@ analysis command reads as it is. The names below are imported on first use.
 from npeff._lazy import lazy_exports
 
 _EXPORTS = {
-    "ClusterConfig": "npeff.ops.baselines.gradient_clustering",
+    "ClusterConfig": "npeff.ops.baselines.config",
     "cluster": "npeff.ops.baselines.gradient_clustering",
-    "SaeConfig": "npeff.ops.baselines.sae",
+    "SaeConfig": "npeff.ops.baselines.config",
     "train_sae": "npeff.ops.baselines.sae",
     "build_activation_store": "npeff.ops.baselines.activations",
 }

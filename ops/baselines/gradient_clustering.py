@@ -13,7 +13,6 @@ examples without a PEF) and the inertia per iteration (as ``losses``) are kept b
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 
 from npeff.errors import InvalidArgumentError
 from npeff.ops.baselines import kmeans
+from npeff.ops.baselines.config import ClusterConfig
 from npeff.ops.stream import check_device, make_runner, ok_mask, parse_bytes, require_finalized
 from npeff.store import PefStore, open_store
 from npeff.store.decomposition import (Decomposition, DecompositionManifest, open_decomposition,
@@ -33,48 +33,6 @@ METHOD = "gradient-clustering"
 #: the k-means++ sample: this many examples per cluster, at least SAMPLE_FLOOR, at most all
 SAMPLE_PER_CLUSTER = 20
 SAMPLE_FLOOR = 2048
-
-
-def _setting(default, help: str):
-    return dataclasses.field(default=default, metadata={"help": help})
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class ClusterConfig:
-    """Settings of a gradient clustering.
-
-    Attributes:
-        n_clusters: K.
-        iterations: at most this many Lloyd iterations (each one pass over the store); it stops
-            earlier when no label changes.
-        seed: seed of the k-means++ sample and draws.
-        sample: examples the k-means++ seeding draws from (default: 20 per cluster, at least 2048,
-            at most all).
-        dtype: compute dtype.
-    """
-
-    n_clusters: int = dataclasses.field(metadata={"help": "Number of clusters K."})
-    iterations: int = _setting(100, "At most this many Lloyd iterations (one pass over the store each).")
-    seed: int = _setting(0, "Seed of the k-means++ initialisation.")
-    sample: int | None = _setting(None, "Examples the k-means++ initialisation draws from (default: 20 per "
-                                        "cluster, at least 2048).")
-    dtype: str = dataclasses.field(default="float32", metadata={"help": "Compute dtype.",
-                                                                 "choices": ("float32", "float64")})
-
-    def __post_init__(self) -> None:
-        for name, minimum in (("n_clusters", 1), ("iterations", 1), ("seed", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise InvalidArgumentError(f"{name.replace('_', ' ')} must be an integer >= {minimum}, got {value!r}")
-        if self.sample is not None and (isinstance(self.sample, bool) or not isinstance(self.sample, int)
-                                        or self.sample < self.n_clusters):
-            raise InvalidArgumentError(f"the k-means++ sample must be an integer >= K = {self.n_clusters}, "
-                                       f"got {self.sample!r}")
-        if self.dtype not in ("float32", "float64"):
-            raise InvalidArgumentError(f"dtype must be float32 or float64, got {self.dtype!r}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def proximity(distance: np.ndarray) -> np.ndarray:
@@ -178,7 +136,8 @@ def cluster(store: PefStore | str | Path, n_clusters: int | None = None, *, conf
     sizes = np.bincount(labels[members], minlength=k)
     result = {"W": w, "H": centroids.cpu().numpy().astype(np.float32), "labels": labels,
               "inertia": np.asarray(inertia), "relocated": relocated, "iterations": len(inertia),
-              "converged": converged, "final_inertia": float(final.inertia), "sizes": sizes}
+              "converged": converged, "final_inertia": float(final.inertia), "sizes": sizes,
+              "step_seconds": np.asarray(step_seconds)}
     if out_path is None:
         return result
     manifest = DecompositionManifest(

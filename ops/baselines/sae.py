@@ -20,7 +20,6 @@ analysis commands read it as they read NPEFF's.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch
 
 from npeff.errors import InvalidArgumentError
 from npeff.ops.baselines.activations import check_activation_store
+from npeff.ops.baselines.config import SaeConfig
 from npeff.ops.stream import PieceLoader, check_device, ok_mask, parse_bytes, plan_residency, require_finalized
 from npeff.store import PefStore, open_store
 from npeff.store.decomposition import (Decomposition, DecompositionManifest, open_decomposition,
@@ -38,44 +38,6 @@ from npeff.store.decomposition import (Decomposition, DecompositionManifest, ope
 from npeff.store.provenance import new_provenance, now_iso
 
 METHOD = "sae"
-
-
-def _setting(default, help: str):
-    return dataclasses.field(default=default, metadata={"help": help})
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class SaeConfig:
-    """Settings of a TopK SAE (appendix G's defaults where it gives them).
-
-    Attributes:
-        n_latents: C, the dictionary size.
-        k: active latents per example (32).
-        lr: Adam's learning rate (1e-3).
-        batch_size: activations per step (4096; at most the number of examples is used).
-        steps: optimiser steps (the paper: 51,200 batches).
-        seed: seed of the initialisation and of the batch order.
-    """
-
-    n_latents: int = dataclasses.field(metadata={"help": "Number of latents C."})
-    k: int = _setting(32, "Active latents per example (TopK).")
-    lr: float = _setting(1e-3, "Adam learning rate.")
-    batch_size: int = _setting(4096, "Activations per step.")
-    steps: int = _setting(5000, "Optimiser steps (the paper trains 51,200).")
-    seed: int = _setting(0, "Seed of the initialisation and the batch order.")
-
-    def __post_init__(self) -> None:
-        for name, minimum in (("n_latents", 1), ("k", 1), ("batch_size", 1), ("steps", 1), ("seed", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise InvalidArgumentError(f"{name.replace('_', ' ')} must be an integer >= {minimum}, got {value!r}")
-        if self.k > self.n_latents:
-            raise InvalidArgumentError(f"k = {self.k} active latents cannot exceed the {self.n_latents} latents")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < float("inf"):
-            raise InvalidArgumentError(f"the learning rate must be a positive number, got {self.lr!r}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 class TopKSae(torch.nn.Module):

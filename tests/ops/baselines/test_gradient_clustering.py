@@ -117,9 +117,9 @@ def test_the_output_is_a_decomposition_the_analysis_reads(tmp_path):
     x = blobs(m=120, d=16, k=3, seed=5)
     status = ["ok"] * 119 + ["skipped"]
     store = gradient_store(tmp_path / "s", x, status=status)
-    result = cluster(store, 4, out=tmp_path / "c", seed=1)
+    returned = cluster(store, 4, out=tmp_path / "c", seed=1)
     decomposition = open_decomposition(tmp_path / "c")
-    assert decomposition.method == "gradient-clustering" and decomposition is not None
+    assert decomposition.method == "gradient-clustering" and returned.path == decomposition.path
     labels = decomposition.array("labels")
     assert labels[-1] == -1 and (labels[:-1] >= 0).all()
     W, H = decomposition.W, decomposition.H
