@@ -10,6 +10,7 @@ the stopping rule held, and the support recall and relative error against the pl
 Usage:
     python bench/fpc.py                             # n = 2^18, 2^20, 2^22; d = 8192
     python bench/fpc.py --n 18 20 --d 8192 --mu 4e-5 1e-2 --device cpu --json out.json
+    python bench/fpc.py --convention npeff          # mu for npeff's A and h as they are
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def main():
     parser.add_argument("--nonzeros", type=int, default=100)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--max-iterations", type=int, default=1000)
+    parser.add_argument("--convention", choices=["paper", "npeff"], default="paper",
+                        help="mu's units: the paper's (unit-norm h, +-1 entries) or npeff's A and h as they are")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
@@ -64,7 +67,7 @@ def main():
         for mu in args.mu:
             start = time.perf_counter()
             result = reconstruct(h, projection=projection, n=n, mu=mu, device=args.device,
-                                 max_iterations=args.max_iterations)
+                                 max_iterations=args.max_iterations, convention=args.convention)
             seconds = time.perf_counter() - start
             u = result.u.double().cpu().numpy()
             found = np.argsort(-np.abs(u))[: len(support)]

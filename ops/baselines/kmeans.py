@@ -83,12 +83,21 @@ def assign_step(state: PieceState, centroids: torch.Tensor) -> LloydPartials:
     """The chunk step: labels and distances of the piece's examples written in place
     (``state.rows["labels"]``, ``state.rows["distance"]``), and the piece's :class:`LloydPartials`.
 
+    The unit rows are never materialised: with ``g`` the stored rows and ``s = 1/||g||``,
+    ``x·c = s (g·c)`` and the members' sums are ``(onehot * s)ᵀ g``: two GEMMs of NPEFF's shapes
+    (``G Hᵀ`` and ``Wᵀ G`` at r = 1) and no copy of the piece.
+
     Notes:
-        Memory: the ``[k, d]`` unit rows, ``[k, K]`` distances, and ``[K, d]`` sums.
+        Memory: ``[k, K]`` products and one-hot weights, and the ``[K, d]`` sums.
     """
-    x = unit_rows(state.g)
+    g = state.g[:, 0, :]
     ok = state.rows["mask"] > 0
-    d2 = squared_distances(x, centroids)
+    norms = g.norm(dim=1)
+    inverse = torch.where(norms > 0, 1.0 / torch.where(norms > 0, norms, torch.ones_like(norms)),
+                          torch.zeros_like(norms))
+    unit_norm = (norms > 0).to(g.dtype)  # ||x||² of a unit row (0 for a zero row)
+    d2 = (unit_norm[:, None] - 2.0 * (g @ centroids.T) * inverse[:, None]
+          + (centroids * centroids).sum(dim=1)[None, :]).clamp_min_(0.0)
     distance, labels = d2.min(dim=1)
     labels = torch.where(ok, labels, torch.full_like(labels, LABEL_NONE))
     distance = torch.where(ok, distance, torch.zeros_like(distance))
@@ -96,14 +105,16 @@ def assign_step(state: PieceState, centroids: torch.Tensor) -> LloydPartials:
     state.rows["labels"].copy_(labels)
     state.rows["distance"].copy_(distance.to(state.rows["distance"]))
     k = centroids.shape[0]
-    members = labels[ok]
-    sums = torch.zeros_like(centroids).index_add_(0, members, x[ok])
-    counts = torch.bincount(members, minlength=k).double()
+    weights = torch.zeros(g.shape[0], k, dtype=g.dtype, device=g.device)
+    members = torch.nonzero(ok).flatten()
+    weights[members, labels[members]] = inverse[members]
+    sums = weights.T @ g
+    counts = torch.bincount(labels[members], minlength=k).double()
     far = torch.argsort(torch.where(ok, distance, torch.full_like(distance, -1.0)), descending=True,
                         stable=True)[:k]
     far = far[ok[far]]
     return LloydPartials(sums=sums, counts=counts, inertia=distance[ok].double().sum(), changed=changed,
-                         far_distance=distance[far], far_label=labels[far], far_rows=x[far])
+                         far_distance=distance[far], far_label=labels[far], far_rows=g[far] * inverse[far, None])
 
 
 def update_centroids(partials: LloydPartials, previous: torch.Tensor) -> tuple[torch.Tensor, int]:
