@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 
-def evaluation_throughput(decomposition, store, batch_sizes, repeats=2):
+def evaluation_throughput(store, batch_sizes, repeats=2):
     """Examples/s of the KL evaluation's forward passes, unperturbed and perturbed."""
     import torch
 
@@ -119,7 +119,7 @@ def main():
         store = open_store(demo / "store")
         print(f"store: {store.num_examples} examples, d = {store.dim}, "
               f"n = {store.manifest['parameter_layout']['n_total']}; {decomposition.H.shape[0]} components")
-        results = {"evaluation": evaluation_throughput(decomposition, store, args.batch_size),
+        results = {"evaluation": evaluation_throughput(store, args.batch_size),
                    "selectivity": selectivity_against_mu(decomposition, store, args.mu, args.baseline)}
     if args.json:
         with open(args.json, "w") as f:

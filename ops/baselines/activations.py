@@ -21,7 +21,7 @@ from torch import nn
 
 from npeff.errors import InvalidArgumentError
 from npeff.ops.pef.batch import example_records
-from npeff.ops.pef.build import _formulation, example_range
+from npeff.ops.pef.build import _formulation, _label_names, example_range
 from npeff.ops.pef.loading import model_identity
 from npeff.ops.pef.tasks import TaskSpec
 from npeff.store import PefStore, create_store
@@ -106,13 +106,9 @@ def build_activation_store(model: nn.Module, examples: Sequence[dict], task: Tas
     index = resolve_layer(model, layer)
     block = transformer_blocks(model)[index]
     formulation = _formulation(model, examples, task, tokenizer, None, device)
-    hidden = int(getattr(model.config, "hidden_size", 0) or 0)
     start, stop = example_range(len(examples), max_examples, None)
-    with torch.no_grad():
-        probe, _ = final_token_activations(formulation, block, [task.render(examples[start])])
+    probe, _ = final_token_activations(formulation, block, [task.render(examples[start])])  # the block's width
     hidden = probe.shape[1]
-    from npeff.ops.pef.build import _label_names
-
     spec = {**task.to_dict(), "num_classes": formulation.num_classes, "normalization": "unit-l2",
             "activation": {"layer": index, "blocks": len(transformer_blocks(model)), "position": "final token",
                            "module": f"{type(block).__name__}"}}

@@ -124,8 +124,9 @@ def cluster(store: PefStore | str | Path, n_clusters: int | None = None, *, conf
                 if int(partials.changed) == 0 and moved == 0:
                     converged = True
                     break
-        # labels and distances against the final centroids (the same labels once converged)
-        final = runner.run_pass(kmeans.assign_step, centroids)
+        # labels and distances against the final centroids; once converged, the last pass's are
+        # already those (its labels gave the same centroids), so no pass is spent on them
+        final = partials if converged else runner.run_pass(kmeans.assign_step, centroids)
         labels = runner.gather("labels").cpu().numpy()
         distance = runner.gather("distance").double().cpu().numpy()
     finally:

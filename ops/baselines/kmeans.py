@@ -93,8 +93,7 @@ def assign_step(state: PieceState, centroids: torch.Tensor) -> LloydPartials:
     g = state.g[:, 0, :]
     ok = state.rows["mask"] > 0
     norms = g.norm(dim=1)
-    inverse = torch.where(norms > 0, 1.0 / torch.where(norms > 0, norms, torch.ones_like(norms)),
-                          torch.zeros_like(norms))
+    inverse = torch.where(norms > 0, norms.reciprocal(), torch.zeros_like(norms))
     unit_norm = (norms > 0).to(g.dtype)  # ||x||² of a unit row (0 for a zero row)
     d2 = (unit_norm[:, None] - 2.0 * (g @ centroids.T) * inverse[:, None]
           + (centroids * centroids).sum(dim=1)[None, :]).clamp_min_(0.0)
