@@ -20,6 +20,9 @@ from npeff.cli._common import DEVICE, DIRECTORY, command_line, overwrite_option
               help="Expectation projection with R' rows instead of one row per class (sec. 2.1.1).")
 @click.option("--svd-rank", type=int, default=None, help="Keep the top-k singular directions (sec. 2.1.2).")
 @click.option("--gradient", is_flag=True, help="G-NPEFF: the gradient of log p of the predicted class.")
+@click.option("--divergence-gradient", is_flag=True,
+              help="Instead of PEFs: the gradient of KL(p || uniform), one row per example (a store of kind "
+                   "divergence, for npeff sed).")
 @click.option("--activations", is_flag=True,
               help="Instead of PEFs: each example's residual stream at its final token, unit-normalised (a store "
                    "of kind activation, for npeff sae).")
@@ -41,7 +44,8 @@ from npeff.cli._common import DEVICE, DIRECTORY, command_line, overwrite_option
 @click.option("--resume", is_flag=True, help="Continue an interrupted build of the same store.")
 @overwrite_option("an existing store at --out")
 @click.option("--dry-run", is_flag=True, help="Print n, m, r, d and the store's size, then stop.")
-def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, gradient, activations, layer,
+def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, gradient, divergence_gradient,
+          activations, layer,
           projection, dim, seed, include, exclude, device, dtype, batch_size, max_examples, shard, resume, overwrite,
           dry_run):
     """Compute per-example Fisher matrices of MODEL (a hub name or a local folder) on a dataset.
@@ -49,6 +53,9 @@ def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, g
     Each example's LRM-PEF rows are computed from batched per-example gradients, projected
     parameter tensor by parameter tensor, normalised to unit Frobenius norm, and appended to the
     store at --out with the rendered input, label, prediction and class probabilities.
+
+    With --gradient, --divergence-gradient or --activations it writes one row per example
+    instead: for gradient clustering, npeff sed, or npeff sae.
 
     \b
     Example:
@@ -58,10 +65,14 @@ def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, g
     from npeff.ops.pef import PefSpec, build_store, load_examples, load_model_and_tokenizer, parse_shard
     from npeff.ops.pef.tasks import TaskSpec
 
-    if gradient and eps_rows is not None:
-        raise InvalidArgumentError("--gradient and --eps exclude each other")
-    if activations and (gradient or eps_rows is not None or svd_rank is not None or shard or dry_run):
-        raise InvalidArgumentError("--activations takes none of --gradient, --eps, --svd-rank, --shard, --dry-run")
+    rows = [name for name, given in (("--gradient", gradient), ("--divergence-gradient", divergence_gradient),
+                                     ("--eps", eps_rows is not None), ("--activations", activations)) if given]
+    if len(rows) > 1:
+        raise InvalidArgumentError(f"{' and '.join(rows)} exclude each other")
+    if divergence_gradient and svd_rank is not None:
+        raise InvalidArgumentError("--svd-rank does not apply to --divergence-gradient (rank 1 already)")
+    if activations and (svd_rank is not None or shard or dry_run):
+        raise InvalidArgumentError("--activations takes none of --svd-rank, --shard, --dry-run")
     if layer is not None and not activations:
         raise InvalidArgumentError("--layer applies to --activations")
     task = TaskSpec.from_yaml(task_file)
@@ -78,8 +89,9 @@ def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, g
         block = result.manifest["pef_spec"]["activation"]["layer"]
         click.echo(f"wrote {result.num_examples:,} activations (block {block}, d = {result.dim}) to {result.path}")
         return
-    pef = PefSpec(kind="gradient" if gradient else ("eps" if eps_rows is not None else "exact"),
-                  eps_rows=eps_rows, svd_rank=svd_rank, seed=seed)
+    kind = ("gradient" if gradient else "divergence" if divergence_gradient
+            else "eps" if eps_rows is not None else "exact")
+    pef = PefSpec(kind=kind, eps_rows=eps_rows, svd_rank=svd_rank, seed=seed)
     shard_range = parse_shard(shard)
     examples = load_examples(data, config=data_config, split=split)
     task.check_fields(examples.column_names)
@@ -93,7 +105,8 @@ def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, g
     if dry_run:
         click.echo(result.describe())
         return
-    click.echo(f"wrote {result.num_examples:,} PEFs (r = {result.rank}, d = {result.dim}) to {result.path}")
+    what = {"gradient": "gradients", "divergence": "divergence gradients"}.get(kind, "PEFs")
+    click.echo(f"wrote {result.num_examples:,} {what} (r = {result.rank}, d = {result.dim}) to {result.path}")
 
 
 COMMANDS = [build]

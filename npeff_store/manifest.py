@@ -18,7 +18,7 @@ from npeff.errors import InvalidArgumentError, StoreCorruptError
 
 FORMAT_NAME = "npeff-pef-store"
 FORMAT_VERSION = 1
-KINDS = ("lrm-pef", "gradient", "activation")
+KINDS = ("lrm-pef", "gradient", "divergence", "activation")
 STORAGE_DTYPES = ("float32", "float16")
 STATUSES = ("building", "finalized")
 #: projection kinds besides ssp-v1: data projected elsewhere, or not projected at all (d = n)
@@ -167,7 +167,8 @@ class StoreConfig:
 
     Attributes:
         kind: ``"lrm-pef"`` (rows of low-rank PEFs), ``"gradient"`` (G-NPEFF and gradient
-            clustering, rank 1) or ``"activation"`` (residual-stream activations for SAEs, rank 1).
+            clustering, rank 1), ``"divergence"`` (divergence gradients for ``npeff sed``, rank 1)
+            or ``"activation"`` (residual-stream activations for SAEs, rank 1).
         rank: r, rows per example (examples of lower rank are zero-padded).
         dim: d, the projected dimension.
         dtype: storage dtype, ``"float32"`` or ``"float16"`` (reads are always float32).

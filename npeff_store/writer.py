@@ -309,7 +309,8 @@ def create_store(
         overwrite: replace an existing store at ``path``.
         resume: continue an interrupted build with the same arguments (after its last
             committed shard: the caller appends from ``writer.num_examples`` on).
-        kind: ``"lrm-pef"`` or ``"gradient"``.
+        kind: ``"lrm-pef"``, or one of the rank-1 kinds ``"gradient"``, ``"divergence"``,
+            ``"activation"`` (see :class:`~npeff.store.manifest.StoreConfig`).
         parameter_layout, model, pef_spec: recorded in the manifest.
         shard_examples, chunk_examples: examples per shard / per inner chunk (defaults: ~128 MiB
             shards of ~4 MiB chunks).

@@ -1,9 +1,10 @@
 """Building PEF stores: the plan, the example range of a shard, and the build loop that writes
 the store one batch at a time (each batch: :mod:`npeff.ops.pef.batch`).
 
-``build_store`` works for Hugging Face causal LMs and sequence classifiers (with a tokenizer) and
-for any ``torch.nn.Module`` that maps a batch of input tensors to logits (``examples`` then hold
-``{"input": tensor, "label": int}``). The ``npeff build`` command is a thin layer over it.
+``build_store`` works for Hugging Face causal LMs and sequence classifiers (with a tokenizer), for
+any ``torch.nn.Module`` that maps a batch of input tensors to logits (``examples`` then hold
+``{"input": tensor, "label": int}``) and, for divergence gradients, for a module with real outputs
+(``head="regression"``). The ``npeff build`` command is a thin layer over it.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import dataclasses
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+import torch
 from torch import nn
 
 from npeff.cuda_ops import ProjectionSpec
 from npeff.errors import InvalidArgumentError
 from npeff.ops.pef.batch import MAX_STORED_PROBS, BatchSetup, batch_pefs
-from npeff.ops.pef.formulations import Formulation, TensorClassifier, make_formulation
+from npeff.ops.pef.formulations import Formulation, TensorClassifier, TensorRegressor, make_formulation
 from npeff.ops.pef.loading import model_identity
 from npeff.ops.pef.per_example import MEMORY_BUDGET, select_parameters
 from npeff.ops.pef.spec import PefSpec, eps_matrix
@@ -97,6 +100,7 @@ def build_store(
     backend: str = "auto",
     shard_examples: int | None = None,
     memory_budget: int = MEMORY_BUDGET,
+    head: str = "classifier",
 ) -> PefStore | BuildPlan:
     """Compute the PEFs of ``examples`` under ``model`` and write them to a store at ``out``.
 
@@ -116,6 +120,9 @@ def build_store(
         shard_examples: examples per store shard (default: ~128 MiB shards).
         memory_budget: bytes for output gradients and per-tensor per-example gradients at once
             (rows are processed in groups that fit).
+        head: ``"classifier"`` (class log-probabilities) or, for a model without a tokenizer,
+            ``"regression"``: real outputs ``[B]`` or ``[B, K]`` (examples ``{"input": tensor}``),
+            whose only rows are divergence gradients (``pef=PefSpec(kind="divergence")``).
 
     Returns:
         The finalized store (or the plan for ``dry_run``).
@@ -131,8 +138,9 @@ def build_store(
     wanted = {id(item.param) for item in included}
     for param in model.parameters():
         param.requires_grad_(id(param) in wanted)
-    formulation = _formulation(model, examples, task, tokenizer, num_classes, device)
-    classes = formulation.num_classes
+    formulation = _formulation(model, examples, task, tokenizer, num_classes, device, head, pef)
+    regression = isinstance(formulation, TensorRegressor)
+    classes = formulation.num_outputs if regression else formulation.num_classes
     if pef.kind == "exact" and classes > MAX_STORED_PROBS:
         raise InvalidArgumentError(f"exact PEFs would have {classes:,} rows (one per class); use --eps R' "
                                    f"or --gradient")
@@ -143,15 +151,21 @@ def build_store(
     if dry_run:
         return plan
 
-    pef_spec = {
-        **(task.to_dict() if task is not None else {"formulation": "classifier"}),
-        "pef": pef.to_dict(), "num_classes": classes, "normalization": "unit-frobenius",
-    }
-    names = _label_names(model, task, classes)
-    if names is not None:
-        pef_spec["label_names"] = names
+    if regression:
+        pef_spec = {"formulation": "regression", "pef": pef.to_dict(), "num_outputs": classes,
+                    "divergence": DIVERGENCES["regression"], "normalization": pef.normalization}
+    else:
+        pef_spec = {
+            **(task.to_dict() if task is not None else {"formulation": "classifier"}),
+            "pef": pef.to_dict(), "num_classes": classes, "normalization": pef.normalization,
+        }
+        if pef.kind == "divergence":
+            pef_spec["divergence"] = DIVERGENCES["classifier"]
+        names = _label_names(model, task, classes)
+        if names is not None:
+            pef_spec["label_names"] = names
     writer = create_store(
-        out, rank=rank, dim=dim, projection=projection_spec, kind="gradient" if pef.kind == "gradient" else "lrm-pef",
+        out, rank=rank, dim=dim, projection=projection_spec, kind=STORE_KINDS.get(pef.kind, "lrm-pef"),
         parameter_layout=layout, model=model_identity(model, model_name), pef_spec=pef_spec,
         resume=resume, overwrite=overwrite, command=command, shard_examples=shard_examples,
         extra_provenance={"example_range": [start, stop], "shard": list(shard) if shard else None},
@@ -175,9 +189,23 @@ def build_store(
 
 
 def _formulation(model: nn.Module, examples: Sequence[dict], task: TaskSpec | None, tokenizer,
-                 num_classes: int | None, device: str) -> Formulation | TensorClassifier:
+                 num_classes: int | None, device: str, head: str = "classifier", pef: PefSpec | None = None
+                 ) -> Formulation | TensorClassifier | TensorRegressor:
     """The build's forward pass; with a tokenizer, padding is set up and the task's fields are
     checked against the data's columns (before anything is written)."""
+    if head not in ("classifier", "regression"):
+        raise InvalidArgumentError(f"head must be classifier or regression, got {head!r}")
+    if head == "regression":
+        if tokenizer is not None or task is not None:
+            raise InvalidArgumentError("a regression head is a model without a tokenizer or task, mapping input "
+                                       "tensors to real outputs")
+        if pef is not None and pef.kind != "divergence":
+            raise InvalidArgumentError("a regression head has divergence gradients only: "
+                                       "pef=PefSpec(kind='divergence')")
+        if not len(examples):
+            raise InvalidArgumentError("no examples to build from")
+        probe = torch.as_tensor(np.asarray(examples[0]["input"])).to(next(model.parameters()).dtype)
+        return TensorRegressor(model, device, probe)
     if tokenizer is None:
         if task is not None and task.formulation != "classifier":
             raise TaskError("models without a tokenizer take the classifier formulation only")
@@ -195,6 +223,14 @@ def _formulation(model: nn.Module, examples: Sequence[dict], task: TaskSpec | No
         set(examples[0]) if len(examples) else set())
     task.check_fields(columns)
     return formulation
+
+
+#: the divergence each head's divergence gradient is taken of (recorded in the manifest)
+DIVERGENCES = {"classifier": "KL(p || uniform): sum_y stop_grad(p_y log(K p_y)) log p_y",
+               "regression": "squared error against a constant output: (grad f)^T 1"}
+
+#: store kind of each PEF kind (the others are low-rank PEFs)
+STORE_KINDS = {"gradient": "gradient", "divergence": "divergence"}
 
 
 def _projection(projection: str, dim: int, seed: int, n_total: int) -> tuple[int, dict]:

@@ -153,6 +153,28 @@ class TensorClassifier:
         return torch.log_softmax(logits, dim=1), None
 
 
+class TensorRegressor:
+    """Any module mapping a batch of input tensors to real outputs ``[B]`` or ``[B, K]`` (a regression
+    head); its PEF rows are divergence gradients only (:func:`~npeff.ops.pef.spec.regression_divergence_rows`).
+
+    Attributes:
+        num_outputs: K, found from one forward pass of a first input (``probe``).
+    """
+
+    def __init__(self, model: nn.Module, device, probe: torch.Tensor):
+        self.model, self.device = model, device
+        with torch.no_grad():
+            self.num_outputs = int(self.outputs(probe[None])[0].shape[1])
+
+    def outputs(self, inputs: torch.Tensor):
+        """``([B, K] outputs, None)`` (no sequence owners: one input per example)."""
+        out = _logits(self.model(inputs.to(self.device)))
+        if out.ndim not in (1, 2) or out.shape[0] != inputs.shape[0]:
+            raise TaskError(f"a regression model must return outputs [B] or [B, K] for a batch of {inputs.shape[0]}, "
+                            f"got {list(out.shape)}")
+        return out.reshape(out.shape[0], -1), None
+
+
 FORMULATION_CLASSES = {
     "label-tokens": LabelTokens,
     "suffixes": Suffixes,

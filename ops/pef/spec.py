@@ -7,22 +7,30 @@ gradients of scalar objectives:
 * ``exact``: ``q_c = stop_grad(sqrt(p_c)) log p_c`` for every class (r = number of classes);
 * ``eps``: ``A q`` with a seeded Gaussian ``A`` of ``R'`` rows (``E[A^T A] = I``): the expectation
   projection of section 2.1.1, ``G' = A G``;
-* ``gradient``: ``log p_y'`` of the predicted class (G-NPEFF, rank 1).
+* ``gradient``: ``log p_y'`` of the predicted class (G-NPEFF, rank 1);
+* ``divergence``: ``sum_y stop_grad(p_y log(K p_y)) log p_y``, whose gradient is that of
+  ``KL(p || uniform)`` (``sum_y grad p_y = 0`` removes the other term): the divergence gradient
+  that ``npeff sed`` decomposes (rank 1). A regression head's divergence row is
+  :func:`regression_divergence_rows`.
 
 Optionally the projected ``G`` is reduced to its top ``k`` singular directions (``G' = S_k V_k^T``,
 section 2.1.2). Every PEF is scaled to unit Frobenius norm of ``F``; the norm before is returned.
+Divergence gradients are not scaled (the draft decomposes them as they are).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 
 import torch
 
 from npeff.errors import InvalidArgumentError
 
-PEF_KINDS = ("exact", "eps", "gradient")
+PEF_KINDS = ("exact", "eps", "gradient", "divergence")
+#: kinds of a single row per example (stores of these kinds have rank 1)
+RANK_ONE_KINDS = ("gradient", "divergence")
 
 
 def derived_seed(seed: int, name: str) -> int:
@@ -36,8 +44,9 @@ class PefSpec:
     """Which PEF rows to compute.
 
     Attributes:
-        kind: ``exact`` (one row per class), ``eps`` (``eps_rows`` expectation-projection rows) or
-            ``gradient`` (G-NPEFF: the gradient of the predicted class's log-probability).
+        kind: ``exact`` (one row per class), ``eps`` (``eps_rows`` expectation-projection rows),
+            ``gradient`` (G-NPEFF: the gradient of the predicted class's log-probability) or
+            ``divergence`` (the gradient of the output's divergence from an uninformative baseline).
         eps_rows: R', the number of rows of the expectation projection (``kind="eps"``).
         svd_rank: keep the top-k singular directions of the projected rows (optional).
         seed: seed of the expectation projection.
@@ -58,12 +67,24 @@ class PefSpec:
         if self.svd_rank is not None:
             if not isinstance(self.svd_rank, int) or self.svd_rank < 1:
                 raise InvalidArgumentError(f"--svd-rank needs a positive integer, got {self.svd_rank!r}")
-            if self.kind == "gradient":
-                raise InvalidArgumentError("--svd-rank does not apply to --gradient (rank 1 already)")
+            if self.kind in RANK_ONE_KINDS:
+                raise InvalidArgumentError(f"--svd-rank does not apply to --{self.kind}"
+                                           f"{'-gradient' if self.kind == 'divergence' else ''} (rank 1 already)")
 
     def rows(self, num_classes: int) -> int:
         """Rows computed per example (before any SVD reduction)."""
-        return {"exact": num_classes, "eps": self.eps_rows, "gradient": 1}[self.kind]
+        return {"exact": num_classes, "eps": self.eps_rows, "gradient": 1, "divergence": 1}[self.kind]
+
+    @property
+    def normalised(self) -> bool:
+        """Whether rows are scaled to unit Frobenius norm of ``G^T G`` (all kinds but ``divergence``,
+        whose gradients' sizes carry how far an example's output is from the baseline's)."""
+        return self.kind != "divergence"
+
+    @property
+    def normalization(self) -> str:
+        """The manifest's ``pef_spec.normalization``."""
+        return "unit-frobenius" if self.normalised else "none"
 
     def stored_rank(self, num_classes: int) -> int:
         rows = self.rows(num_classes)
@@ -87,17 +108,38 @@ def objective_rows(log_probs: torch.Tensor, spec: PefSpec, eps: torch.Tensor | N
     if spec.kind == "gradient":
         predicted = log_probs.detach().argmax(dim=1, keepdim=True)
         return log_probs.gather(1, predicted)
+    if spec.kind == "divergence":
+        return kl_to_uniform_rows(log_probs)
     q = torch.exp(0.5 * log_probs).detach() * log_probs
     if spec.kind == "exact":
         return q
     return q @ eps.T
 
 
+def kl_to_uniform_rows(log_probs: torch.Tensor) -> torch.Tensor:
+    """``[B, 1]`` objectives whose gradients are ``grad KL(p || uniform)`` for ``p`` over ``K`` classes:
+    ``sum_y stop_grad(p_y log(K p_y)) log p_y`` (classes with ``p_y = 0`` contribute nothing)."""
+    p = log_probs.detach().exp()
+    weight = torch.where(p > 0, p * (log_probs.detach() + math.log(log_probs.shape[1])), torch.zeros_like(p))
+    return (weight * log_probs).sum(dim=1, keepdim=True)
+
+
+def regression_divergence_rows(outputs: torch.Tensor) -> torch.Tensor:
+    """``[B, 1]`` objectives of a regression head with outputs ``f`` ``[B, K]``: ``sum_i f_i``.
+
+    Its gradient ``(grad f)^T 1`` is the draft's divergence gradient for regression, that of the
+    squared error ``1/2 ||f(w) - c||^2`` against a constant output ``c = f(w_0) - 1`` at
+    ``w = w_0``: the same direction as against any constant ``c = f(w_0) - t`` for a scalar output.
+    """
+    return outputs.reshape(outputs.shape[0], -1).sum(dim=1, keepdim=True)
+
+
 def finish_pefs(g: torch.Tensor, spec: PefSpec) -> tuple[torch.Tensor, torch.Tensor]:
     """SVD-reduce (optional) and normalise ``g`` ``[B, R, d]``.
 
     Returns ``(g', norms)`` with ``g'`` ``[B, stored_rank, d]`` such that ``||g'^T g'||_F = 1``
-    and ``norms[b] = ||g_b^T g_b||_F`` before normalisation (zero PEFs stay zero).
+    and ``norms[b] = ||g_b^T g_b||_F`` before normalisation (zero PEFs stay zero). Divergence
+    gradients are kept as they are (``spec.normalised`` is False): their size is what they say.
     """
     if spec.svd_rank is not None and spec.svd_rank < g.shape[1]:
         _, s, vh = torch.linalg.svd(g, full_matrices=False)
@@ -105,5 +147,7 @@ def finish_pefs(g: torch.Tensor, spec: PefSpec) -> tuple[torch.Tensor, torch.Ten
         g = s[:, :k, None] * vh[:, :k, :]
     gram = g @ g.transpose(1, 2)
     norms = torch.linalg.matrix_norm(gram)
+    if not spec.normalised:
+        return g, norms
     scale = torch.where(norms > 0, norms.rsqrt(), torch.zeros_like(norms))
     return g * scale[:, None, None], norms

@@ -1,0 +1,85 @@
+"""Rank-1 stores as rows ``[m, d]``, for methods that train on minibatches (the SAE, SED): endless
+shuffled minibatches whose order does not depend on the memory budget, and one pass mapping every
+row to a result row.
+
+The minibatch order is defined on a fixed partition of the store into *order pieces*: the pieces a
+fully streamed pass would read (whole inner chunks, at most :data:`~npeff.ops.stream.plan.STREAM_PIECE_BYTES`
+each). Every epoch visits them in a seeded random order; their usable rows go into a buffer that is
+shuffled and cut into batches. Where an order piece's shard is resident under the actual memory
+budget it is sliced out of the kept shard, else read from disk, so a run with a small budget sees
+exactly the batches of a run with everything in memory.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from npeff.ops.stream.load import PieceLoader
+from npeff.ops.stream.plan import Piece, plan_residency
+
+
+class Minibatches:
+    """Endless minibatches ``[B, d]`` of the usable rows of a rank-1 store.
+
+    Args:
+        store: a finalized rank-1 store.
+        batch_size: B (at most the number of usable rows).
+        generator: the seeded generator of the piece order and of the shuffles (advanced as batches
+            are drawn).
+        mask: ``[m]`` booleans, the usable examples.
+        memory_budget: bytes of the store kept resident (None: all of it).
+
+    Notes:
+        Memory: the resident shards, one order piece being read, and a buffer of at most one order
+        piece plus one batch of rows.
+    """
+
+    def __init__(self, store, batch_size: int, generator: torch.Generator, *, mask: np.ndarray, device: str,
+                 dtype: torch.dtype, memory_budget: int | None):
+        self.store, self.batch_size, self.generator, self.mask = store, batch_size, generator, mask
+        self.device, self.dtype = torch.device(device), dtype
+        self.order = plan_residency(store, dtype=dtype, device=device, memory_budget=0).pieces
+        plan = plan_residency(store, dtype=dtype, device=device, memory_budget=memory_budget)
+        self.resident = {piece.shard: piece for piece in plan.pieces if piece.resident}
+        self.load = PieceLoader(store, device=device, dtype=dtype)
+
+    def rows(self, piece: Piece) -> torch.Tensor:
+        """The usable rows ``[k, d]`` of one order piece (sliced from its shard when resident)."""
+        shard = self.resident.get(piece.shard)
+        if shard is not None:
+            g = self.load(shard)[piece.start - shard.start:piece.stop - shard.start]
+        else:
+            g = torch.from_numpy(self.store.read(piece.start, piece.stop)).to(self.device, self.dtype)
+        keep = torch.from_numpy(np.flatnonzero(self.mask[piece.start:piece.stop])).to(self.device)
+        return g[:, 0, :].index_select(0, keep)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        buffer = torch.zeros(0, self.store.dim, dtype=self.dtype, device=self.device)
+        while True:
+            for i in torch.randperm(len(self.order), generator=self.generator).tolist():
+                buffer = torch.cat([buffer, self.rows(self.order[i])])
+                buffer = buffer[torch.randperm(len(buffer), generator=self.generator).to(self.device)]
+                while len(buffer) >= self.batch_size:
+                    yield buffer[:self.batch_size]
+                    buffer = buffer[self.batch_size:]
+
+
+@torch.no_grad()
+def map_rows(store, fn: Callable[[torch.Tensor], torch.Tensor], width: int, *, mask: np.ndarray, device: str,
+             dtype: torch.dtype, memory_budget: int | None) -> np.ndarray:
+    """``[m, width]`` float32: ``fn`` of the rows ``[k, d]`` of every piece, zero rows where ``mask``
+    is False; one pass over the store within ``memory_budget``."""
+    plan = plan_residency(store, dtype=dtype, device=device, memory_budget=memory_budget)
+    load = PieceLoader(store, device=device, dtype=dtype)
+    out = np.zeros((store.num_examples, width), dtype=np.float32)
+    for piece in plan.pieces:
+        result = fn(load(piece)[:, 0, :]).to("cpu", torch.float32).numpy()
+        result[~mask[piece.start:piece.stop]] = 0
+        out[piece.start:piece.stop] = result
+    return out
+
+
+__all__ = ["Minibatches", "map_rows"]
