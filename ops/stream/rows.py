@@ -69,14 +69,14 @@ class Minibatches:
 
 @torch.no_grad()
 def map_rows(store, fn: Callable[[torch.Tensor], torch.Tensor], width: int, *, mask: np.ndarray, device: str,
-             dtype: torch.dtype, memory_budget: int | None) -> np.ndarray:
-    """``[m, width]`` float32: ``fn`` of the rows ``[k, d]`` of every piece, zero rows where ``mask``
-    is False; one pass over the store within ``memory_budget``."""
+             dtype: torch.dtype, memory_budget: int | None, out_dtype=np.float32) -> np.ndarray:
+    """``[m, width]`` of ``out_dtype``: ``fn`` of the rows ``[k, d]`` of every piece, zero rows where
+    ``mask`` is False; one pass over the store within ``memory_budget``."""
     plan = plan_residency(store, dtype=dtype, device=device, memory_budget=memory_budget)
     load = PieceLoader(store, device=device, dtype=dtype)
-    out = np.zeros((store.num_examples, width), dtype=np.float32)
+    out = np.zeros((store.num_examples, width), dtype=out_dtype)
     for piece in plan.pieces:
-        result = fn(load(piece)[:, 0, :]).to("cpu", torch.float32).numpy()
+        result = fn(load(piece)[:, 0, :]).cpu().numpy().astype(out_dtype, copy=False)
         result[~mask[piece.start:piece.stop]] = 0
         out[piece.start:piece.stop] = result
     return out

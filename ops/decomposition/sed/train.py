@@ -66,8 +66,8 @@ def gradient_scale(store: PefStore, *, mask: np.ndarray, device: str, dtype: tor
                    memory_budget: int | None) -> float:
     """``1 / sqrt(mean ||g||²)`` over the usable examples (one pass over the store)."""
     squares = map_rows(store, lambda g: (g.double() ** 2).sum(dim=1, keepdim=True), 1, mask=mask, device=device,
-                       dtype=dtype, memory_budget=memory_budget)
-    mean = float(squares[mask].astype(np.float64).mean())
+                       dtype=dtype, memory_budget=memory_budget, out_dtype=np.float64)
+    mean = float(squares[mask].mean())
     if not mean > 0 or not np.isfinite(mean):
         raise InvalidArgumentError(f"the divergence gradients of {store.path} are all zero or not finite "
                                    f"(mean squared norm {mean:g}); there is nothing to decompose")
@@ -96,13 +96,15 @@ def make_directions(store: PefStore, config: SedConfig, generator: torch.Generat
 
 def train_directions(store: PefStore, config: SedConfig, scale: float, batch_size: int, *, mask: np.ndarray,
                      device: str, dtype: torch.dtype, memory_budget: int | None, progress: bool = False):
-    """``(directions, history [3, steps], seconds)``: Adam on :func:`sed_loss` over minibatches of the
+    """``(directions, initial U [K, d], history [3, steps], seconds)``: Adam on :func:`sed_loss` over minibatches of the
     scaled gradients; the first minibatch also seeds the full directions (residual sampling)."""
     generator = torch.Generator().manual_seed(config.seed)
     stream = iter(Minibatches(store, batch_size, generator, mask=mask, device=device, dtype=dtype,
                               memory_budget=memory_budget))
     batch = next(stream) * scale
     directions = make_directions(store, config, generator, dtype, sample=batch).to(device)
+    with torch.no_grad():
+        initial = directions().to("cpu").numpy().copy()
     optimiser = torch.optim.Adam(directions.parameters(), lr=config.lr)
     history = np.zeros((3, config.steps))
     from tqdm.auto import tqdm
@@ -122,7 +124,7 @@ def train_directions(store: PefStore, config: SedConfig, scale: float, batch_siz
     if not finite.all():
         raise InvalidArgumentError(f"the loss became non-finite at step {int(np.argmin(finite))}; lower --lr "
                                    f"(now {config.lr:g})")
-    return directions, history, seconds
+    return directions, initial, history, seconds
 
 
 def sparse_eigendecomposition(store: PefStore | str | Path, n_components: int | None = None, *,
@@ -136,7 +138,8 @@ def sparse_eigendecomposition(store: PefStore | str | Path, n_components: int | 
         store: a ``divergence`` store (``npeff build --divergence-gradient``) or its path.
         n_components: K (or give ``config``); other :class:`SedConfig` fields as keywords.
         out: the output directory; without it a dict with ``W``, ``H``, ``losses``,
-            ``reconstruction``, ``sparsity`` (per step) and ``steps_per_second`` is returned.
+            ``reconstruction``, ``sparsity`` (per step), ``steps_per_second``, ``scale`` and the
+            ``initial`` directions is returned.
         memory_budget: bytes of the store kept resident (None: all); the rest streams every epoch,
             in the same minibatch order.
 
@@ -166,7 +169,7 @@ def sparse_eigendecomposition(store: PefStore | str | Path, n_components: int | 
     try:
         scale = gradient_scale(store, mask=mask, device=device, dtype=dtype, memory_budget=budget)
         batch_size = min(config.batch_size, usable)
-        directions, history, seconds = train_directions(store, config, scale, batch_size, mask=mask, device=device,
+        directions, initial, history, seconds = train_directions(store, config, scale, batch_size, mask=mask, device=device,
                                                         dtype=dtype, memory_budget=budget, progress=progress)
         with torch.no_grad():
             u = directions().detach()
@@ -178,7 +181,7 @@ def sparse_eigendecomposition(store: PefStore | str | Path, n_components: int | 
         raise
     h = u.to("cpu", torch.float32).numpy()
     result = {"W": w, "H": h, "losses": history[0], "reconstruction": history[1], "sparsity": history[2],
-              "steps_per_second": config.steps / seconds, "scale": scale}
+              "steps_per_second": config.steps / seconds, "scale": scale, "initial": initial}
     if out_path is None:
         return result
     tail = slice(max(0, config.steps - max(1, config.steps // 100)), None)  # the last 1% of the steps
