@@ -57,8 +57,8 @@ def demo(out: str, overwrite: bool, quick: bool, seed: int) -> None:
     negation that flips it, a contrast where the clause after "but" decides, a topic rule when
     there is no sentiment word; intensifiers and topics are sprinkled over all), trains a tiny
     GPT-2 classifier on it, builds the PEF store, decomposes it, perturbs the model along each
-    component, runs the paper's baselines (G-NPEFF, gradient clustering, a TopK SAE) on the same
-    sentences, writes report.html, and prints how well the components align with the planted
+    component, runs the paper's baselines (G-NPEFF, gradient clustering, a TopK SAE) and the sparse
+    eigendecomposition of divergence gradients (SED) on the same sentences, writes report.html, and prints how well the components align with the planted
     strategies, beside the baselines. Exits 1 when fewer than half of the
     analysed components align.
     """
@@ -105,7 +105,7 @@ def _print_summary(summary: dict) -> None:
     click.echo("")
     click.echo("look closer:")
     click.echo(f"  npeff top-examples {summary['decomposition']} -k 5 --component 0")
-    click.echo(f"  npeff tunings {summary['decomposition']} {out}/gnpeff {out}/clusters {out}/sae")
+    click.echo(f"  npeff tunings {summary['decomposition']} {out}/gnpeff {out}/clusters {out}/sae {out}/sed")
     click.echo(f"  npeff perturb {summary['decomposition']} --component 0 --out {out}/perturb-0")
     click.echo(f"  npeff info {summary['store']}")
 

@@ -1,6 +1,6 @@
-"""The demo's method comparison (paper, sections 3.1 and 3.3): G-NPEFF, gradient clustering and a
-TopK SAE on the same planted examples as NPEFF, each with its tunings, tuning classifier and
-alignment with the planted strategies."""
+"""The demo's method comparison (paper, sections 3.1 and 3.3): G-NPEFF, gradient clustering, a
+TopK SAE and the sparse eigendecomposition of divergence gradients on the same planted examples as
+NPEFF, each with its tunings, tuning classifier and alignment with the planted strategies."""
 
 from __future__ import annotations
 
@@ -18,16 +18,17 @@ def sae_k(n_latents: int) -> int:
 
 def run_baselines(out: Path, settings, *, network, tokenizer, task, examples, strategies: list[str],
                   progress: bool = False, log: Callable[[str], None] = lambda message: None) -> dict:
-    """Build the gradient and activation stores of the demo's examples and run G-NPEFF, gradient
-    clustering and the SAE with the demo's number of components.
+    """Build the gradient, activation and divergence stores of the demo's examples and run G-NPEFF,
+    gradient clustering, the SAE and SED with the demo's number of components.
 
     Returns:
         ``{"outputs": {name: opened decomposition}, "timings": {...}}``; the outputs are written
-        to ``out/gnpeff``, ``out/clusters`` and ``out/sae`` (stores to ``out/gradient-store`` and
-        ``out/activation-store``).
+        to ``out/gnpeff``, ``out/clusters``, ``out/sae`` and ``out/sed`` (stores to
+        ``out/gradient-store``, ``out/activation-store`` and ``out/divergence-store``).
     """
     from npeff.ops.baselines import build_activation_store, cluster, train_sae
     from npeff.ops.decomposition import DecomposeConfig, decompose
+    from npeff.ops.decomposition.sed import sparse_eigendecomposition
     from npeff.ops.pef import PefSpec, build_store
 
     c, timings = settings.n_components, {}
@@ -51,7 +52,16 @@ def run_baselines(out: Path, settings, *, network, tokenizer, task, examples, st
                     seed=settings.seed, out=out / "sae", progress=progress)
     timings["sae_s"] = time.perf_counter() - mark
     log(f"    TopK SAE: {c} latents, k = {sae_k(c)}, {settings.sae_steps} steps on the final-token activations")
-    return {"outputs": {"G-NPEFF": gnpeff, "gradient clustering": clusters, "SAE": sae}, "timings": timings}
+    mark = time.perf_counter()
+    divergences = build_store(network, examples, task, out / "divergence-store", tokenizer=tokenizer,
+                              pef=PefSpec(kind="divergence"), dim=settings.dim, seed=settings.seed, batch_size=32,
+                              progress=progress, model_name=str(out / "model"))
+    sed = sparse_eigendecomposition(divergences, c, steps=settings.sed_steps, seed=settings.seed, out=out / "sed",
+                                    progress=progress)
+    timings["sed_s"] = time.perf_counter() - mark
+    log(f"    SED: {c} sparse directions of the divergence gradients, {settings.sed_steps} steps")
+    return {"outputs": {"G-NPEFF": gnpeff, "gradient clustering": clusters, "SAE": sae, "SED": sed},
+            "timings": timings}
 
 
 def comparison_table(outputs: dict, strategies: list[str]) -> list[dict]:

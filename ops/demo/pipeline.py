@@ -44,6 +44,7 @@ class DemoSettings:
     perturb_baseline: int = 400
     sae_steps: int = 1500
     sae_batch_size: int = 1024
+    sed_steps: int = 2000
 
     @classmethod
     def quick(cls, seed: int = 0) -> DemoSettings:
@@ -141,7 +142,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), *, overwr
                            settings=PerturbSettings(baseline=settings.perturb_baseline, seed=settings.seed))
     timings["perturb_s"] = time.perf_counter() - mark
 
-    log("6/7 the paper's baselines on the same examples: G-NPEFF, gradient clustering, a TopK SAE")
+    log("6/7 the paper's baselines on the same examples: G-NPEFF, gradient clustering, a TopK SAE; and SED")
     mark = time.perf_counter()
     strategies = [row["strategy"] for row in analysis_rows]
     baselines = run_baselines(out, settings, network=network, tokenizer=loaded_tokenizer, task=task,

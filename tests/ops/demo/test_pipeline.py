@@ -33,14 +33,14 @@ def test_demo_pipeline_aligns_components_with_planted_strategies(tmp_path):
     assert page.count('class="card"') == SMALL.n_components
     # the baselines ran on the same examples, side by side in the summary and the report
     comparison = summary["comparison"]
-    assert [row["name"] for row in comparison] == ["NPEFF", "G-NPEFF", "gradient clustering", "SAE"]
-    assert [row["method"] for row in comparison] == ["npeff", "npeff", "gradient-clustering", "sae"]
+    assert [row["name"] for row in comparison] == ["NPEFF", "G-NPEFF", "gradient clustering", "SAE", "SED"]
+    assert [row["method"] for row in comparison] == ["npeff", "npeff", "gradient-clustering", "sae", "sed"]
     assert comparison[0]["alignment"]["aligned_fraction"] == aligned["aligned_fraction"]
     for row in comparison:
         assert row["tunings"]["n_components"] == SMALL.n_components and row["classifier"]["threshold"] == 0.75
     table = page[page.index('id="method-table"'):page.index("</table>", page.index('id="method-table"'))]
-    assert [m for m in ("decomposition", "gnpeff", "clusters", "sae") if f"<tr><td>{m}</td>" in table] == \
-        ["decomposition", "gnpeff", "clusters", "sae"]
+    assert [m for m in ("decomposition", "gnpeff", "clusters", "sae", "sed") if f"<tr><td>{m}</td>" in table] == \
+        ["decomposition", "gnpeff", "clusters", "sae", "sed"]
     assert summary["perturbation"]["n_components"] == SMALL.n_components
 
     # the files it leaves work with the commands
