@@ -9,9 +9,9 @@ For a unit-normalised activation ``x`` ``[d]``::
 Rows of ``W_enc`` ``[C, d]`` and columns of ``W_dec`` ``[d, C]`` are kept at unit L2 norm: their
 gradients are projected onto the tangent space of that manifold (``g - (g·w) w`` per row/column)
 before Adam, and they are renormalised after every step; the decoder starts as the encoder's
-transpose (appendix G). Batches come from the store's pieces in a seeded random order, shuffled
-within a buffer of at most two pieces (:mod:`npeff.ops.stream` plans which pieces stay resident
-within the memory budget; the rest are read again every epoch).
+transpose (appendix G). Batches come from :class:`npeff.ops.stream.rows.Minibatches`: pieces in a
+seeded random order, shuffled within a buffer, the same batches whatever the memory budget keeps
+resident (the rest is read again every epoch).
 
 The result is a decomposition directory (``method`` = ``sae``): ``H`` ``[C, d]`` the decoder's
 atoms, ``W`` ``[m, C]`` every example's latent activations (a final pass over the store), so the
@@ -23,15 +23,14 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
-
 import numpy as np
 import torch
 
 from npeff.errors import InvalidArgumentError
 from npeff.ops.baselines.activations import check_activation_store
 from npeff.ops.baselines.config import SaeConfig
-from npeff.ops.stream import PieceLoader, check_device, ok_mask, parse_bytes, plan_residency, require_finalized
+from npeff.ops.stream import check_device, ok_mask, parse_bytes, require_finalized
+from npeff.ops.stream.rows import Minibatches, map_rows
 from npeff.store import PefStore, open_store
 from npeff.store.decomposition import (Decomposition, DecompositionManifest, open_decomposition,
                                        prepare_decomposition_dir, write_decomposition)
@@ -77,25 +76,6 @@ class TopKSae(torch.nn.Module):
         self.W_dec /= self.W_dec.norm(dim=0, keepdim=True).clamp_min(1e-12)
 
 
-def batches(store: PefStore, batch_size: int, generator: torch.Generator, *, device: str, dtype: torch.dtype,
-            memory_budget: int | None, mask: np.ndarray) -> Iterator[torch.Tensor]:
-    """Endless minibatches ``[B, d]`` of usable examples: pieces in a seeded random order each epoch,
-    rows shuffled within a buffer; the plan keeps what fits in ``memory_budget`` resident."""
-    plan = plan_residency(store, dtype=dtype, device=device, memory_budget=memory_budget)
-    load = PieceLoader(store, device=device, dtype=dtype)
-    buffer = torch.zeros(0, store.dim, dtype=dtype, device=device)
-    while True:
-        for i in torch.randperm(len(plan.pieces), generator=generator).tolist():
-            piece = plan.pieces[i]
-            keep = torch.from_numpy(np.flatnonzero(mask[piece.start:piece.stop])).to(device)
-            rows = load(piece)[:, 0, :].index_select(0, keep)
-            buffer = torch.cat([buffer, rows])
-            buffer = buffer[torch.randperm(len(buffer), generator=generator).to(device)]
-            while len(buffer) >= batch_size:
-                yield buffer[:batch_size]
-                buffer = buffer[batch_size:]
-
-
 def train_sae(store: PefStore | str | Path, n_latents: int | None = None, *, config: SaeConfig | None = None,
               out: str | Path | None = None, device: str = "cpu", memory_budget: int | str | None = None,
               overwrite: bool = False, progress: bool = False, command: str | None = None,
@@ -133,8 +113,8 @@ def train_sae(store: PefStore | str | Path, n_latents: int | None = None, *, con
     generator = torch.Generator().manual_seed(config.seed)
     model = TopKSae(store.dim, config.n_latents, config.k, generator).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
-    stream = batches(store, batch_size, generator, device=device, dtype=dtype,
-                     memory_budget=parse_bytes(memory_budget), mask=mask)
+    stream = iter(Minibatches(store, batch_size, generator, mask=mask, device=device, dtype=dtype,
+                              memory_budget=parse_bytes(memory_budget)))
     losses, began = [], time.perf_counter()
     from tqdm.auto import tqdm
 
@@ -150,7 +130,8 @@ def train_sae(store: PefStore | str | Path, n_latents: int | None = None, *, con
         model.renormalise()
         losses.append(float(loss.detach()))
     seconds = time.perf_counter() - began
-    w = latent_activations(model, store, device=device, memory_budget=parse_bytes(memory_budget), mask=mask)
+    w = map_rows(store, model.encode, config.n_latents, mask=mask, device=device, dtype=dtype,
+                 memory_budget=parse_bytes(memory_budget))
     dead = int((w.max(axis=0) <= 0).sum())
     h = model.W_dec.detach().T.cpu().numpy().astype(np.float32)
     result = {"W": w, "H": h, "losses": np.asarray(losses), "dead": dead, "model": model,
@@ -171,17 +152,3 @@ def train_sae(store: PefStore | str | Path, n_latents: int | None = None, *, con
                                "encoder_bias": model.b_enc.detach().cpu().numpy(),
                                "decoder_bias": model.b_dec.detach().cpu().numpy()})
     return open_decomposition(out_path)
-
-
-@torch.no_grad()
-def latent_activations(model: TopKSae, store: PefStore, *, device: str, memory_budget: int | None,
-                       mask: np.ndarray) -> np.ndarray:
-    """``[m, C]`` float32 latent activations of every example (zero rows for unusable ones), one pass."""
-    plan = plan_residency(store, dtype=torch.float32, device=device, memory_budget=memory_budget)
-    load = PieceLoader(store, device=device, dtype=torch.float32)
-    w = np.zeros((store.num_examples, model.W_enc.shape[0]), dtype=np.float32)
-    for piece in plan.pieces:
-        z = model.encode(load(piece)[:, 0, :]).cpu().numpy()
-        z[~mask[piece.start:piece.stop]] = 0
-        w[piece.start:piece.stop] = z
-    return w
