@@ -4,10 +4,13 @@ row to a result row.
 
 The minibatch order is defined on a fixed partition of the store into *order pieces*: the pieces a
 fully streamed pass would read (whole inner chunks, at most :data:`~npeff.ops.stream.plan.STREAM_PIECE_BYTES`
-each). Every epoch visits them in a seeded random order; their usable rows go into a buffer that is
-shuffled and cut into batches. Where an order piece's shard is resident under the actual memory
-budget it is sliced out of the kept shard, else read from disk, so a run with a small budget sees
-exactly the batches of a run with everything in memory.
+each). Every epoch visits them in a seeded random order; the usable rows of each, with those the
+previous one left over, are shuffled and cut into batches. Where an order piece's shard is resident
+under the actual memory budget it is sliced out of the kept shard, else read from disk, so a run
+with a small budget sees exactly the batches of a run with everything in memory.
+
+Batches are gathered into two buffers used in turn (fresh ``[B, d]`` allocations cost more in page
+faults than the gather itself): a batch stays valid until two more have been drawn.
 """
 
 from __future__ import annotations
@@ -33,8 +36,8 @@ class Minibatches:
         memory_budget: bytes of the store kept resident (None: all of it).
 
     Notes:
-        Memory: the resident shards, one order piece being read, and a buffer of at most one order
-        piece plus one batch of rows.
+        Memory: the resident shards, one order piece being read (streamed pieces only), two batch
+        buffers ``[B, d]`` and fewer than ``B`` rows left over from the previous piece.
     """
 
     def __init__(self, store, batch_size: int, generator: torch.Generator, *, mask: np.ndarray, device: str,
@@ -53,18 +56,37 @@ class Minibatches:
             g = self.load(shard)[piece.start - shard.start:piece.stop - shard.start]
         else:
             g = torch.from_numpy(self.store.read(piece.start, piece.stop)).to(self.device, self.dtype)
-        keep = torch.from_numpy(np.flatnonzero(self.mask[piece.start:piece.stop])).to(self.device)
-        return g[:, 0, :].index_select(0, keep)
+        usable = self.mask[piece.start:piece.stop]
+        if usable.all():
+            return g[:, 0, :]  # a view: the batch gather makes the one copy
+        return g[:, 0, :].index_select(0, torch.from_numpy(np.flatnonzero(usable)).to(self.device))
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        buffer = torch.zeros(0, self.store.dim, dtype=self.dtype, device=self.device)
+        leftover = torch.zeros(0, self.store.dim, dtype=self.dtype, device=self.device)
+        buffers = [torch.empty(self.batch_size, self.store.dim, dtype=self.dtype, device=self.device) for _ in range(2)]
+        drawn = 0
         while True:
             for i in torch.randperm(len(self.order), generator=self.generator).tolist():
-                buffer = torch.cat([buffer, self.rows(self.order[i])])
-                buffer = buffer[torch.randperm(len(buffer), generator=self.generator).to(self.device)]
-                while len(buffer) >= self.batch_size:
-                    yield buffer[:self.batch_size]
-                    buffer = buffer[self.batch_size:]
+                rows = self.rows(self.order[i])
+                # the pool is [leftover; rows] shuffled; each batch is gathered from it in one copy
+                perm = torch.randperm(len(leftover) + len(rows), generator=self.generator).to(self.device)
+                full = len(perm) // self.batch_size * self.batch_size
+                for start in range(0, full, self.batch_size):
+                    out = buffers[drawn % 2]
+                    drawn += 1
+                    yield _gather(leftover, rows, perm[start:start + self.batch_size], out)
+                leftover = _gather(leftover, rows, perm[full:])
+
+
+def _gather(first: torch.Tensor, second: torch.Tensor, index: torch.Tensor, out: torch.Tensor | None = None
+            ) -> torch.Tensor:
+    """Rows ``index`` of ``[first; second]`` (into ``out`` when given) without concatenating them: one
+    gather from ``second``, then the (few) rows that come from ``first`` put in place."""
+    out = torch.index_select(second, 0, (index - len(first)).clamp_(min=0), out=out)
+    from_first = torch.nonzero(index < len(first)).flatten()
+    if len(from_first):
+        out[from_first] = first.index_select(0, index[from_first])
+    return out
 
 
 @torch.no_grad()

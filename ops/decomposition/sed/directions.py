@@ -38,18 +38,31 @@ def residual_sample(x: torch.Tensor, count: int, generator: torch.Generator, *, 
     """Up to ``count`` rows of ``x`` ``[B, d]``, each drawn with probability proportional to its squared
     distance from the span of those drawn before (k-means++'s D² rule, with subspaces for points):
     large gradients that point elsewhere than the ones already chosen are chosen first. Stops early
-    when what is left of ``x`` is below ``tolerance`` of its squared size."""
-    x = x.to(torch.float64)
-    residual, chosen = x.clone(), []
-    total = float((x ** 2).sum())
+    when what is left of ``x`` is below ``tolerance`` of its squared size.
+
+    Notes:
+        Work: one pass over ``x`` per draw (``x v`` for the new basis vector ``v``, which updates every
+        row's squared distance); nothing of ``x``'s size is copied.
+    """
+    weights = (x * x).sum(dim=1, dtype=torch.float64)
+    total = float(weights.sum())
+    basis = torch.zeros(0, x.shape[1], dtype=torch.float64, device=x.device)  # orthonormal, the span so far
+    chosen = []
     while len(chosen) < count and total > 0:
-        weights = (residual ** 2).sum(dim=1)
+        weights.clamp_(min=0)
         if float(weights.sum()) <= tolerance * total:
             break
         j = int(torch.multinomial(weights / weights.sum(), 1, generator=generator))
+        v = x[j].to(torch.float64)
+        for _ in range(2):  # Gram-Schmidt, twice: orthogonal to rounding
+            v = v - basis.T @ (basis @ v)
+        weights[j] = 0
+        if float(v.norm()) == 0:
+            continue
+        v = v / v.norm()
         chosen.append(x[j])
-        v = residual[j] / residual[j].norm()
-        residual -= (residual @ v)[:, None] * v[None, :]
+        basis = torch.cat([basis, v[None]])
+        weights -= (x @ v.to(x.dtype)).to(torch.float64) ** 2
     return chosen
 
 

@@ -43,13 +43,22 @@ STORE_KIND = "divergence"
 OBJECTIVE = "mean over the batch of ||g - (g U^T) U||^2 + l1 * ||g U^T||_1"
 
 
-def sed_loss(g: torch.Tensor, u: torch.Tensor, l1: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(loss, reconstruction, sparsity)`` of rows ``g`` ``[B, d]`` under directions ``u`` ``[K, d]``:
-    the batch means of ``||g - g Uᵀ U||²`` and ``||g Uᵀ||₁``, and ``loss = reconstruction + l1 * sparsity``.
+def sed_loss(g: torch.Tensor, u: torch.Tensor, l1: float, scale: float = 1.0
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(loss, reconstruction, sparsity)`` of rows ``scale * g`` (``g`` ``[B, d]``) under directions
+    ``u`` ``[K, d]``: the batch means of ``||g - g Uᵀ U||²`` and ``||g Uᵀ||₁``, and ``loss =
+    reconstruction + l1 * sparsity`` (the scale is applied to the codes, not to a copy of ``g``).
 
-    Memory: ``[B, K]`` codes and a ``[B, d]`` reconstruction (plus their gradients)."""
-    codes = g @ u.T
-    reconstruction = ((g - codes @ u) ** 2).sum(dim=1).mean()
+    The reconstruction error is expanded through the codes ``c = g Uᵀ`` and the Gram matrix ``U Uᵀ``,
+    ``||g||² - 2 ||c||² + c (U Uᵀ) cᵀ``, so no ``[B, d]`` residual is formed: a step costs the GEMM
+    ``g Uᵀ`` and, backward, ``cᵀ g`` (``B × d × K`` each) plus ``K × K × d`` for the Gram matrix,
+    as an NPEFF step costs per example.
+
+    Memory: the ``[B, K]`` codes and the ``[K, K]`` Gram matrix (plus their gradients)."""
+    codes = (g @ u.T) * scale
+    gram = u @ u.T
+    squares = torch.linalg.vector_norm(g, dim=1) ** 2 * scale ** 2
+    reconstruction = (squares - 2 * (codes * codes).sum(dim=1) + ((codes @ gram) * codes).sum(dim=1)).mean()
     sparsity = codes.abs().sum(dim=1).mean()
     return reconstruction + l1 * sparsity, reconstruction, sparsity
 
@@ -101,7 +110,7 @@ def train_directions(store: PefStore, config: SedConfig, scale: float, batch_siz
     generator = torch.Generator().manual_seed(config.seed)
     stream = iter(Minibatches(store, batch_size, generator, mask=mask, device=device, dtype=dtype,
                               memory_budget=memory_budget))
-    batch = next(stream) * scale
+    batch = next(stream)
     directions = make_directions(store, config, generator, dtype, sample=batch).to(device)
     with torch.no_grad():
         initial = directions().to("cpu").numpy().copy()
@@ -113,8 +122,8 @@ def train_directions(store: PefStore, config: SedConfig, scale: float, batch_siz
     for step in tqdm(range(config.steps), desc="sed", unit="step", disable=not progress, dynamic_ncols=True,
                      file=sys.stderr):
         if step:
-            batch = next(stream) * scale
-        loss, reconstruction, sparsity = sed_loss(batch, directions(), config.l1)
+            batch = next(stream)
+        loss, reconstruction, sparsity = sed_loss(batch, directions(), config.l1, scale)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
