@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,16 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
-def gradient_store(path: Path, m: int, d: int, seed: int = 0):
-    from npeff.store import create_store
-
-    rng = np.random.default_rng(seed)
-    writer = create_store(path, rank=1, dim=d, projection={"kind": "external"}, kind="gradient")
-    for start in range(0, m, 4096):
-        rows = rng.standard_normal((min(4096, m - start), 1, d)).astype(np.float32)
-        writer.append(rows / np.linalg.norm(rows, axis=2, keepdims=True))
-    return writer.finalize()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_store_helpers import rank1_store  # noqa: E402
 
 
 def activation_store(path: Path, m: int, d: int, seed: int = 1):
@@ -64,7 +57,7 @@ def main():
           f"device {args.device}")
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
-        store = gradient_store(Path(scratch) / "g", args.m, args.d)
+        store = rank1_store(Path(scratch) / "g", args.m, args.d)
         gb = args.m * args.d * 4 / 1e9
         print(f"gradient store: m={args.m}, d={args.d} ({gb:.2f} GB); K = C = {args.components}")
         for label, budget in (("resident", None), ("streamed", 1)):

@@ -17,25 +17,15 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-
-def divergence_store(path: Path, m: int, d: int, seed: int = 0):
-    """Rows of a standard normal scaled by a log-normal size per example (divergence gradients are
-    not normalised): the timing does not depend on the values."""
-    from npeff.store import create_store
-
-    rng = np.random.default_rng(seed)
-    writer = create_store(path, rank=1, dim=d, projection={"kind": "external"}, kind="divergence")
-    for start in range(0, m, 4096):
-        count = min(4096, m - start)
-        rows = rng.standard_normal((count, 1, d)) * rng.lognormal(0, 0.5, (count, 1, 1))
-        writer.append(rows.astype(np.float32))
-    return writer.finalize()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_store_helpers import rank1_store  # noqa: E402
 
 
 def main():
@@ -57,7 +47,7 @@ def main():
           f"device {args.device}")
     results = {"m": args.m, "d": args.d, "components": args.components, "device": args.device}
     with tempfile.TemporaryDirectory() as scratch:
-        store = divergence_store(Path(scratch) / "div", args.m, args.d)
+        store = rank1_store(Path(scratch) / "div", args.m, args.d, kind="divergence", unit=False)
         print(f"divergence store: m={args.m}, d={args.d} ({args.m * args.d * 4 / 1e9:.2f} GB); K = C = {args.components}")
         for label, budget in (("resident", None), ("streamed", 1)):
             npeff = decompose(store, args.components, warmup_steps=0, joint_steps=args.passes, device=args.device,

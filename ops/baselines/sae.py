@@ -29,7 +29,7 @@ import torch
 from npeff.errors import InvalidArgumentError
 from npeff.ops.baselines.activations import check_activation_store
 from npeff.ops.baselines.config import SaeConfig
-from npeff.ops.stream import check_device, ok_mask, parse_bytes, require_finalized
+from npeff.ops.stream import check_device, parse_bytes, require_finalized, usable_mask
 from npeff.ops.stream.rows import Minibatches, map_rows
 from npeff.store import PefStore, open_store
 from npeff.store.decomposition import (Decomposition, DecompositionManifest, open_decomposition,
@@ -100,10 +100,8 @@ def train_sae(store: PefStore | str | Path, n_latents: int | None = None, *, con
         config = SaeConfig(n_latents=n_latents, **overrides)
     elif n_latents is not None or overrides:
         raise InvalidArgumentError("give either config or n_latents and keywords, not both")
-    mask = ok_mask(store).numpy() > 0
+    mask = usable_mask(store)
     usable = int(mask.sum())
-    if usable == 0:
-        raise InvalidArgumentError(f"no example of {store.path} has status ok")
     if config.k > store.dim:
         raise InvalidArgumentError(f"k = {config.k} exceeds the activations' dimension {store.dim}")
     out_path = Path(out) if out is not None else None

@@ -11,7 +11,7 @@ perturbation evaluation) is a chunk step plus a small-state step on top of this 
 - :mod:`~npeff.ops.stream.inputs`: device, store and example-status checks.
 """
 
-from npeff.ops.stream.inputs import check_device, ok_mask, require_finalized
+from npeff.ops.stream.inputs import check_device, ok_mask, require_finalized, usable_mask
 from npeff.ops.stream.load import PieceLoader, aligned
 from npeff.ops.stream.plan import STREAM_PIECE_BYTES, Piece, ResidencyPlan, parse_bytes, plan_residency
 from npeff.ops.stream.runner import LocalRunner, PieceState, Runner, make_runner
@@ -20,4 +20,4 @@ from npeff.ops.stream.schedule import PassScheduler, add_partials, run_pass
 
 __all__ = ["STREAM_PIECE_BYTES", "LocalRunner", "PassScheduler", "Piece", "PieceLoader", "PieceState",
            "ResidencyPlan", "Runner", "add_partials", "aligned", "check_device", "make_runner", "ok_mask",
-           "parse_bytes", "plan_residency", "require_finalized", "run_pass"]
+           "parse_bytes", "plan_residency", "require_finalized", "run_pass", "usable_mask"]

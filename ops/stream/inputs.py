@@ -41,3 +41,11 @@ def ok_mask(store, device: str | torch.device = "cpu", dtype: torch.dtype = torc
     """``[m]``: 1 for the examples whose status is ``ok``, 0 for non-finite or skipped ones."""
     status = np.asarray(store.examples.column("status").to_pylist()) == STATUS_OK
     return torch.from_numpy(status).to(device=device, dtype=dtype)
+
+
+def usable_mask(store) -> np.ndarray:
+    """``[m]`` booleans, True for the examples whose status is ``ok``; refuses a store with none."""
+    mask = ok_mask(store).numpy() > 0
+    if not mask.any():
+        raise InvalidArgumentError(f"no example of {store.path} has status ok")
+    return mask

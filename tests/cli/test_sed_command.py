@@ -46,6 +46,14 @@ def test_divergence_store_then_sed_then_analysis(paths):
     assert [len(c["examples"]) for c in json.loads(top.output)] == [3, 3, 3, 3]
     tunings = run("tunings", root / "sed")
     assert tunings.exit_code == 0 and "components analysed" in tunings.output, tunings.output
+    # U lives in the store's (projected parameter) space: the model can be perturbed along it
+    perturbed = run("perturb", root / "sed", "--component", 0, "--top", 4, "--baseline", 6,
+                    "--relative-magnitude", 0.05, "--json")
+    assert perturbed.exit_code == 0, perturbed.output
+    summary = json.loads(perturbed.output[perturbed.output.index("{"):])
+    assert summary["components"] == [0] and summary["kl_ratio_geomean"] > 0
+    report = run("report", root / "sed", "--out", root / "r.html")
+    assert report.exit_code == 0, report.output
     again = run("sed", root / "div", "--out", root / "sed", "-C", 4, "--steps", 5)
     assert again.exit_code == 1 and "--overwrite" in again.output
 

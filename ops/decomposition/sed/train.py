@@ -31,7 +31,7 @@ import torch
 from npeff.errors import InvalidArgumentError
 from npeff.ops.decomposition.sed.config import SedConfig
 from npeff.ops.decomposition.sed.directions import FullDirections, LowRankDirections
-from npeff.ops.stream import check_device, ok_mask, parse_bytes, require_finalized
+from npeff.ops.stream import check_device, parse_bytes, require_finalized, usable_mask
 from npeff.ops.stream.rows import Minibatches, map_rows
 from npeff.store import PefStore, open_store
 from npeff.store.decomposition import (Decomposition, DecompositionManifest, open_decomposition,
@@ -165,10 +165,8 @@ def sparse_eigendecomposition(store: PefStore | str | Path, n_components: int | 
     elif n_components is not None or overrides:
         raise InvalidArgumentError("give either config or n_components and keywords, not both")
     budget = parse_bytes(memory_budget)
-    mask = ok_mask(store).numpy() > 0
+    mask = usable_mask(store)
     usable = int(mask.sum())
-    if usable == 0:
-        raise InvalidArgumentError(f"no example of {store.path} has status ok")
     dtype = getattr(torch, config.dtype)
     check_directions(store, config)
     out_path = Path(out) if out is not None else None

@@ -1,6 +1,8 @@
 """Per-layer gradient rules (ops/pef/layers.py): the built-in rules against brute force, the
 registry's lookup, and a new layer type supported by one registration."""
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -9,6 +11,7 @@ from npeff.errors import InvalidArgumentError
 from npeff.ops import build_store
 from npeff.ops.pef import LayerRule, register_layer_rule
 from npeff.ops.pef import layers
+from npeff.ops.pef.layers import supported_layers
 from tests import tolerances
 from tests.fixtures import REVIEWS
 from tests.ops.pef.references import TASKS, brute_force, gram_distance, load, lrm_rows, rows_of, unit_pef
@@ -61,9 +64,11 @@ def test_included_embeddings_and_norms_match_brute_force(tmp_path, tiny_models):
 
 def test_unsupported_layer_is_refused_with_the_exclude_hint(tmp_path):
     model, examples = scaled_mlp()
+    supported = ", ".join(supported_layers())  # the built-in rules, and any a loaded module registered
+    assert supported.startswith("Linear, Conv1D, Embedding, LayerNorm")
     with pytest.raises(InvalidArgumentError, match=r"'1.weight' belongs to a Scale layer.*no per-example "
-                                                   r"gradient rule \(supported: Linear, Conv1D, Embedding, "
-                                                   r"LayerNorm\); leave it out with --exclude '1.weight'"):
+                                                   rf"gradient rule \(supported: {re.escape(supported)}\); "
+                                                   r"leave it out with --exclude '1.weight'"):
         build_store(model, examples, None, tmp_path / "s", num_classes=3, projection="none")
     assert not (tmp_path / "s").exists()
     store = build_store(model, examples, None, tmp_path / "s", num_classes=3, projection="none",
