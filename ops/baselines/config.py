@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from npeff.errors import InvalidArgumentError
+from npeff.ops.decomposition.sed.config import FLOAT32_MAX
 
 
 def _setting(default, help: str):
@@ -77,8 +78,9 @@ class SaeConfig:
                 raise InvalidArgumentError(f"{name.replace('_', ' ')} must be an integer >= {minimum}, got {value!r}")
         if self.k > self.n_latents:
             raise InvalidArgumentError(f"k = {self.k} active latents cannot exceed the {self.n_latents} latents")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < float("inf"):
-            raise InvalidArgumentError(f"the learning rate must be a positive number, got {self.lr!r}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < FLOAT32_MAX:
+            raise InvalidArgumentError(f"the learning rate must be a positive number below {FLOAT32_MAX:.3g} "
+                                       f"(float32's largest), got {self.lr!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

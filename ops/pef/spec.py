@@ -129,7 +129,8 @@ def regression_divergence_rows(outputs: torch.Tensor) -> torch.Tensor:
 
     Its gradient ``(grad f)^T 1`` is the draft's divergence gradient for regression, that of the
     squared error ``1/2 ||f(w) - c||^2`` against a constant output ``c = f(w_0) - 1`` at
-    ``w = w_0``: the same direction as against any constant ``c = f(w_0) - t`` for a scalar output.
+    ``w = w_0``: the same direction, up to sign, as against any constant ``c = f(w_0) - t`` for a
+    scalar output.
     """
     return outputs.reshape(outputs.shape[0], -1).sum(dim=1, keepdim=True)
 

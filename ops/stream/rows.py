@@ -20,12 +20,14 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from npeff.errors import InvalidArgumentError
 from npeff.ops.stream.load import PieceLoader
 from npeff.ops.stream.plan import Piece, plan_residency
 
 
 class Minibatches:
-    """Endless minibatches ``[B, d]`` of the usable rows of a rank-1 store.
+    """Endless minibatches ``[B, d]`` of the usable rows of a rank-1 store. A batch is a reused
+    buffer: it stays valid until two more batches have been drawn (copy it to keep it).
 
     Args:
         store: a finalized rank-1 store.
@@ -42,6 +44,9 @@ class Minibatches:
 
     def __init__(self, store, batch_size: int, generator: torch.Generator, *, mask: np.ndarray, device: str,
                  dtype: torch.dtype, memory_budget: int | None):
+        if not 1 <= batch_size <= int(mask.sum()):
+            raise InvalidArgumentError(f"a batch takes 1 to {int(mask.sum())} examples (the usable ones of "
+                                       f"{store.path}), not {batch_size}")
         self.store, self.batch_size, self.generator, self.mask = store, batch_size, generator, mask
         self.device, self.dtype = torch.device(device), dtype
         self.order = plan_residency(store, dtype=dtype, device=device, memory_budget=0).pieces
@@ -53,7 +58,10 @@ class Minibatches:
         """The usable rows ``[k, d]`` of one order piece (sliced from its shard when resident)."""
         shard = self.resident.get(piece.shard)
         if shard is not None:
-            g = self.load(shard)[piece.start - shard.start:piece.stop - shard.start]
+            if shard.start not in self.load.kept:
+                self.load(shard)  # read once and kept (on the device, or in host memory)
+            kept = self.load.kept[shard.start]
+            g = kept[piece.start - shard.start:piece.stop - shard.start].to(self.device, non_blocking=True)
         else:
             g = torch.from_numpy(self.store.read(piece.start, piece.stop)).to(self.device, self.dtype)
         usable = self.mask[piece.start:piece.stop]
@@ -68,6 +76,8 @@ class Minibatches:
         while True:
             for i in torch.randperm(len(self.order), generator=self.generator).tolist():
                 rows = self.rows(self.order[i])
+                if not len(rows):  # a piece without usable examples
+                    continue
                 # the pool is [leftover; rows] shuffled; each batch is gathered from it in one copy
                 perm = torch.randperm(len(leftover) + len(rows), generator=self.generator).to(self.device)
                 full = len(perm) // self.batch_size * self.batch_size

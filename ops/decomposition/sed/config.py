@@ -9,6 +9,10 @@ import math
 from npeff.errors import InvalidArgumentError
 
 
+#: the largest float32: a larger learning rate cannot enter a float32 update
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def _setting(default, help: str, **metadata):
     return dataclasses.field(default=default, metadata={"help": help, **metadata})
 
@@ -49,8 +53,9 @@ class SedConfig:
             raise InvalidArgumentError(f"rank must be an integer >= 1, got {self.rank!r}")
         if isinstance(self.l1, bool) or not isinstance(self.l1, (int, float)) or not 0 <= self.l1 < math.inf:
             raise InvalidArgumentError(f"the L1 weight λ must be a finite number >= 0, got {self.l1!r}")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < math.inf:
-            raise InvalidArgumentError(f"the learning rate must be a positive number, got {self.lr!r}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < FLOAT32_MAX:
+            raise InvalidArgumentError(f"the learning rate must be a positive number below {FLOAT32_MAX:.3g} "
+                                       f"(float32's largest), got {self.lr!r}")
         if self.dtype not in ("float32", "float64"):
             raise InvalidArgumentError(f"dtype must be float32 or float64, got {self.dtype!r}")
 

@@ -128,11 +128,9 @@ def train_directions(store: PefStore, config: SedConfig, scale: float, batch_siz
         loss.backward()
         optimiser.step()
         history[:, step] = [float(loss.detach()), float(reconstruction.detach()), float(sparsity.detach())]
+        if not np.isfinite(history[:, step]).all():
+            raise InvalidArgumentError(f"the loss became non-finite at step {step}; lower --lr (now {config.lr:g})")
     seconds = time.perf_counter() - began
-    finite = np.isfinite(history).all(axis=0)
-    if not finite.all():
-        raise InvalidArgumentError(f"the loss became non-finite at step {int(np.argmin(finite))}; lower --lr "
-                                   f"(now {config.lr:g})")
     return directions, initial, history, seconds
 
 
@@ -170,32 +168,28 @@ def sparse_eigendecomposition(store: PefStore | str | Path, n_components: int | 
     dtype = getattr(torch, config.dtype)
     check_directions(store, config)
     out_path = Path(out) if out is not None else None
-    created = out_path is not None and not out_path.exists()
-    if out_path is not None:
-        prepare_decomposition_dir(out_path, overwrite=overwrite)
-    try:
-        scale = gradient_scale(store, mask=mask, device=device, dtype=dtype, memory_budget=budget)
-        batch_size = min(config.batch_size, usable)
-        directions, initial, history, seconds = train_directions(store, config, scale, batch_size, mask=mask, device=device,
-                                                        dtype=dtype, memory_budget=budget, progress=progress)
-        with torch.no_grad():
-            u = directions().detach()
-        w = map_rows(store, lambda g: (g @ u.T).abs() * scale, config.n_components, mask=mask, device=device,
-                     dtype=dtype, memory_budget=budget)
-    except BaseException:
-        if created and out_path.is_dir() and not any(out_path.iterdir()):
-            out_path.rmdir()  # nothing was written: no empty --out left behind
-        raise
+    if out_path is not None and out_path.exists() and not overwrite:
+        prepare_decomposition_dir(out_path, overwrite=False)  # refuses an existing output now, not after training
+    scale = gradient_scale(store, mask=mask, device=device, dtype=dtype, memory_budget=budget)
+    batch_size = min(config.batch_size, usable)
+    directions, initial, history, seconds = train_directions(store, config, scale, batch_size, mask=mask,
+                                                             device=device, dtype=dtype, memory_budget=budget,
+                                                             progress=progress)
+    with torch.no_grad():
+        u = directions().detach()
+    w = map_rows(store, lambda g: (g @ u.T).abs() * scale, config.n_components, mask=mask, device=device,
+                 dtype=dtype, memory_budget=budget)
     h = u.to("cpu", torch.float32).numpy()
     result = {"W": w, "H": h, "losses": history[0], "reconstruction": history[1], "sparsity": history[2],
               "steps_per_second": config.steps / seconds, "scale": scale, "initial": initial}
     if out_path is None:
         return result
+    prepare_decomposition_dir(out_path, overwrite=overwrite)  # only now: a failed run replaces nothing
     tail = slice(max(0, config.steps - max(1, config.steps // 100)), None)  # the last 1% of the steps
     manifest = DecompositionManifest(
         method=METHOD, config=config.to_dict(), n_components=config.n_components, num_examples=store.num_examples,
         dim=store.dim, store=str(store.path), store_fingerprint=store.fingerprint, store_content_id=store.content_id,
-        memory_budget=budget, device=device, final_loss=float(history[0, -1]), median_step_seconds=seconds / config.steps,
+        memory_budget=budget, device=device, final_loss=float(history[0, -1]), median_step_seconds=None,
         details={"objective": OBJECTIVE, "scale": scale, "batch_size": batch_size, "steps_per_second": result["steps_per_second"],
                  "reconstruction": float(history[1, tail].mean()), "sparsity": float(history[2, tail].mean()),
                  "directions": "full" if config.rank is None else f"low-rank (r = {config.rank} per tensor)",

@@ -169,6 +169,7 @@ def test_residual_sampling_never_draws_a_row_already_spanned():
     (dict(n_components=3, l1=-0.1), "L1 weight"),
     (dict(n_components=3, l1=float("inf")), "L1 weight"),
     (dict(n_components=3, lr=0), "learning rate"),
+    (dict(n_components=3, lr=1e300), "below 3.4e\\+38"),
     (dict(n_components=3, rank=0), "rank must be"),
     (dict(n_components=3, steps=0), "steps must be"),
 ])
@@ -201,3 +202,19 @@ def test_unprojected_low_rank_store_from_create_store(tmp_path):
     result = sparse_eigendecomposition(store, 2, rank=1, steps=20, out=tmp_path / "sed")
     assert result.manifest["details"]["directions"] == "low-rank (r = 1 per tensor)"
     assert open_decomposition(tmp_path / "sed").H.shape == (2, 8)
+
+
+def test_a_failed_run_keeps_the_decomposition_it_would_replace(tmp_path):
+    rng = np.random.default_rng(5)
+    good = divergence_store(tmp_path / "good", rng.standard_normal((20, 6)))
+    sparse_eigendecomposition(good, 2, steps=5, out=tmp_path / "sed")
+    before = open_decomposition(tmp_path / "sed").H.copy()
+    zeros = divergence_store(tmp_path / "zeros", np.zeros((10, 6)))
+    with pytest.raises(InvalidArgumentError, match="all zero"):
+        sparse_eigendecomposition(zeros, 2, out=tmp_path / "sed", overwrite=True)
+    huge = divergence_store(tmp_path / "huge", rng.standard_normal((20, 6)))
+    with pytest.raises(InvalidArgumentError, match="non-finite at step"):
+        sparse_eigendecomposition(huge, 2, lr=1e30, steps=50, out=tmp_path / "sed", overwrite=True)
+    np.testing.assert_array_equal(open_decomposition(tmp_path / "sed").H, before)
+    with pytest.raises(Exception, match="--overwrite"):
+        sparse_eigendecomposition(good, 2, steps=5, out=tmp_path / "sed")

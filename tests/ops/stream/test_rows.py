@@ -4,6 +4,7 @@ order that does not depend on the memory budget; the row map leaves unusable row
 import itertools
 
 import numpy as np
+import pytest
 import torch
 
 from npeff.ops.stream.rows import Minibatches, map_rows
@@ -49,3 +50,28 @@ def test_map_rows_zeroes_unusable_rows(tmp_path):
     out = map_rows(store, lambda g: g[:, :2] * 2, 2, mask=mask, device="cpu", dtype=torch.float32, memory_budget=1)
     expected = np.where(mask[:, None], 2 * np.arange(90)[:, None], 0).repeat(2, axis=1)
     np.testing.assert_array_equal(out, expected)
+
+
+def test_batches_across_pieces_a_masked_shard_and_small_pieces(tmp_path, monkeypatch):
+    from npeff.ops.stream import plan
+
+    monkeypatch.setattr(plan, "STREAM_PIECE_BYTES", 8 * 4 * 8)  # one inner chunk (8 rows) per order piece
+    store = numbered_store(tmp_path / "s", m=96, shard_examples=32)
+    mask = np.ones(96, dtype=bool)
+    mask[32:64] = False  # a whole shard without usable examples
+    mask[5] = False
+    usable = np.flatnonzero(mask).tolist()
+    resident = draws(store, mask, 7, 9, None)  # 63 rows: the first epoch (63 usable) exactly
+    assert sorted(sum(resident, [])) == usable and all(len(batch) == 7 for batch in resident)
+    assert len({tuple(b) for b in resident}) == 9  # batches mix rows of several pieces
+    for budget in (1, 32 * 4 * 8):  # nothing resident; one shard resident (pieces sliced from it)
+        assert draws(store, mask, 7, 20, budget) == draws(store, mask, 7, 20, None)
+
+
+def test_a_batch_larger_than_the_usable_examples_is_refused(tmp_path):
+    from npeff.errors import InvalidArgumentError
+
+    store = numbered_store(tmp_path / "s", m=20)
+    mask = np.arange(20) < 5
+    with pytest.raises(InvalidArgumentError, match="a batch takes 1 to 5 examples"):
+        Minibatches(store, 6, torch.Generator(), mask=mask, device="cpu", dtype=torch.float32, memory_budget=None)
