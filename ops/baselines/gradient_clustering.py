@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from npeff._config import resolve_config
 from npeff.errors import InvalidArgumentError
 from npeff.ops.baselines import kmeans
 from npeff.ops.baselines.config import ClusterConfig
@@ -71,10 +72,7 @@ def cluster(store: PefStore | str | Path, n_clusters: int | None = None, *, conf
     require_finalized(store)
     check_gradient_store(store)
     check_device(device, cluster)
-    if config is None:
-        config = ClusterConfig(n_clusters=n_clusters, **overrides)
-    elif n_clusters is not None or overrides:
-        raise InvalidArgumentError("give either config or n_clusters and keywords, not both")
+    config = resolve_config(ClusterConfig, config, "n_clusters", n_clusters, overrides)
     k = config.n_clusters
     mask = ok_mask(store, "cpu", torch.float32)
     usable = int(mask.sum())

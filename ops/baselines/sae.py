@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from npeff._config import resolve_config
 from npeff.errors import InvalidArgumentError
 from npeff.ops.baselines.activations import check_activation_store
 from npeff.ops.baselines.config import SaeConfig
@@ -96,10 +97,7 @@ def train_sae(store: PefStore | str | Path, n_latents: int | None = None, *, con
     require_finalized(store)
     check_activation_store(store)
     check_device(device)
-    if config is None:
-        config = SaeConfig(n_latents=n_latents, **overrides)
-    elif n_latents is not None or overrides:
-        raise InvalidArgumentError("give either config or n_latents and keywords, not both")
+    config = resolve_config(SaeConfig, config, "n_latents", n_latents, overrides)
     mask = usable_mask(store)
     usable = int(mask.sum())
     if config.k > store.dim:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from npeff._config import resolve_config
 from npeff.errors import DecompositionError, IncompatibleStoresError, InvalidArgumentError
 from npeff.ops.decomposition import algorithm
 from npeff.ops.decomposition.config import DecomposeConfig
@@ -65,10 +66,7 @@ def decompose(
     store = store if isinstance(store, PefStore) else open_store(store)
     require_finalized(store)
     check_device(device, cluster)
-    if config is None:
-        config = DecomposeConfig(n_components=n_components, **overrides)
-    elif n_components is not None or overrides:
-        raise InvalidArgumentError("give either config or n_components and keywords, not both")
+    config = resolve_config(DecomposeConfig, config, "n_components", n_components, overrides)
     budget, device_budget = parse_bytes(memory_budget), parse_bytes(device_memory_budget)
     dtype = config.torch_dtype
     mask = ok_mask(store, "cpu", dtype)

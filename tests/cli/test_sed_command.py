@@ -63,7 +63,7 @@ def test_divergence_store_then_sed_then_analysis(paths):
     (["sed", "{div}", "--out", "{root}/x", "-C", "0"], "must be an integer >= 1"),
     (["sed", "{div}", "--out", "{root}/x", "-C", "2", "--l1", "-1"], "the L1 weight λ must be a finite number >= 0"),
     (["sed", "{div}", "--out", "{root}/x", "-C", "2", "--rank", "1"], "--rank needs an unprojected store"),
-    (["sed", "{div}", "--out", "{root}/x", "-C", "2", "--device", "tpu"], "device"),
+    (["sed", "{div}", "--out", "{root}/x", "-C", "2", "--device", "tpu"], "use cpu, cuda or cuda:N"),
     (["build", "{gpt2}", "--data", "{root}/data.jsonl", "--task", "{root}/task.yaml", "--divergence-gradient",
       "--gradient", "--out", "{root}/x"], "--gradient and --divergence-gradient exclude each other"),
     (["build", "{gpt2}", "--data", "{root}/data.jsonl", "--task", "{root}/task.yaml", "--divergence-gradient",

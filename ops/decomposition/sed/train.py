@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from npeff._config import resolve_config
 from npeff.errors import InvalidArgumentError
 from npeff.ops.decomposition.sed.config import SedConfig
 from npeff.ops.decomposition.sed.directions import FullDirections, LowRankDirections
@@ -158,10 +159,7 @@ def sparse_eigendecomposition(store: PefStore | str | Path, n_components: int | 
     require_finalized(store)
     check_divergence_store(store)
     check_device(device)
-    if config is None:
-        config = SedConfig(n_components=n_components, **overrides)
-    elif n_components is not None or overrides:
-        raise InvalidArgumentError("give either config or n_components and keywords, not both")
+    config = resolve_config(SedConfig, config, "n_components", n_components, overrides)
     budget = parse_bytes(memory_budget)
     mask = usable_mask(store)
     usable = int(mask.sum())

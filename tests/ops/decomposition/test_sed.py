@@ -201,7 +201,10 @@ def test_unprojected_low_rank_store_from_create_store(tmp_path):
     store = divergence_store(tmp_path / "s", rng.standard_normal((30, 8)), projection={"kind": "none"}, layout=layout)
     result = sparse_eigendecomposition(store, 2, rank=1, steps=20, out=tmp_path / "sed")
     assert result.manifest["details"]["directions"] == "low-rank (r = 1 per tensor)"
-    assert open_decomposition(tmp_path / "sed").H.shape == (2, 8)
+    h = open_decomposition(tmp_path / "sed").H
+    assert h.shape == (2, 8)
+    singular = np.linalg.svd(h[:, :6].reshape(2, 3, 2), compute_uv=False)  # the "w" block of each direction
+    assert (singular[:, 1] <= 1e-5 * singular[:, 0]).all()  # is one outer product, as the layout says
 
 
 def test_a_failed_run_keeps_the_decomposition_it_would_replace(tmp_path):
