@@ -10,11 +10,12 @@ import os
 import secrets
 import shutil
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, Callable, Iterable, Iterator
 
 import xxhash
 
 from npeff.errors import CorruptError, NotFoundError, OutputExistsError
+from npeff.store.location import refuse_url_output
 
 CHECKSUM_ALGORITHM = "xxh3_128"
 _READ_BLOCK = 1 << 24
@@ -107,18 +108,29 @@ def read_json(path: str | os.PathLike, *, what: str = "file", missing: type[NotF
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise missing(f"{what} {path} does not exist") from None
-    except UnicodeDecodeError as error:
-        raise corrupt(f"{path} is not a text file: {error}") from None
+    return parse_json(data, where=str(path), corrupt=corrupt)
+
+
+def parse_json(data: bytes, *, where: str, corrupt: type[CorruptError] = CorruptError) -> dict:
+    """The JSON object in ``data`` (the bytes of the file ``where``, named in messages).
+
+    Raises:
+        corrupt (a :class:`CorruptError`): not UTF-8, not valid JSON or not an object.
+    """
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise corrupt(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(data, dict):
-        raise corrupt(f"{path} must hold a JSON object, got {type(data).__name__}")
-    return data
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise corrupt(f"{where} is not a text file: {error}") from None
+    try:
+        parsed = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as error:
+        raise corrupt(f"{where} is not valid JSON: {error}") from None
+    if not isinstance(parsed, dict):
+        raise corrupt(f"{where} must hold a JSON object, got {type(parsed).__name__}")
+    return parsed
 
 
 def manifest_format(directory: Path, name: str = "manifest.json") -> str | None:
@@ -157,6 +169,7 @@ def check_output_dir(path: str | os.PathLike, *, what: str, is_ours: Callable[[P
         exists: ``path`` is a file, a non-empty directory that is not ours, or ours without
             ``overwrite`` (nor ``resume``).
     """
+    refuse_url_output(path, what)
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise exists(f"{path} exists and is a file; give a directory for the {what}")
@@ -183,6 +196,7 @@ def prepare_output_dir(path: str | os.PathLike, *, what: str, is_ours: Callable[
     Returns:
         ``path`` as a :class:`Path`, existing.
     """
+    refuse_url_output(path, what)
     path = Path(path)
     action = check_output_dir(path, what=what, is_ours=is_ours, overwrite=overwrite, resume=resume,
                               exists=exists)
@@ -197,13 +211,18 @@ def prepare_output_dir(path: str | os.PathLike, *, what: str, is_ours: Callable[
     return path
 
 
+def blocks_checksum(blocks: Iterable[bytes]) -> str:
+    """``xxh3_128`` hex digest of the concatenated ``blocks`` (memory: one block)."""
+    digest = xxhash.xxh3_128()
+    for block in blocks:
+        digest.update(block)
+    return digest.hexdigest()
+
+
 def file_checksum(path: Path) -> str:
     """``xxh3_128`` hex digest of a file's bytes (streamed in 16 MiB blocks)."""
-    digest = xxhash.xxh3_128()
     with open(path, "rb") as handle:
-        while block := handle.read(_READ_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
+        return blocks_checksum(iter(lambda: handle.read(_READ_BLOCK), b""))
 
 
 def bytes_checksum(data: bytes) -> str:

@@ -17,12 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from npeff.errors import StoreCorruptError
+from npeff.store.location import StoreLocation, parse_location
 from npeff.store.manifest import StoreConfig
 
 MANIFEST = "manifest.json"
 PROGRESS = "progress.json"
 PEFS = "pefs"
 EXAMPLES = "examples"
+#: the top-level names of a store (anything else is not part of it)
+KNOWN_NAMES = frozenset({MANIFEST, PROGRESS, PEFS, EXAMPLES})
 TARGET_SHARD_BYTES = 128 << 20
 TARGET_CHUNK_BYTES = 4 << 20
 _TABLE_PART = re.compile(r"part-(\d+)\.parquet$")
@@ -33,14 +36,25 @@ def is_store(path: Path) -> bool:
     return (path / MANIFEST).is_file()
 
 
+def shard_data_key(index: int) -> str:
+    """The name, below the store's root, of the file holding shard ``index`` of the tensor (the zarr
+    v3 chunk key of a sharded array)."""
+    return f"{PEFS}/c/{index}/0/0"
+
+
+def shard_table_key(index: int) -> str:
+    """The name, below the store's root, of the Parquet part holding shard ``index``'s table rows."""
+    return f"{EXAMPLES}/part-{index:06d}.parquet"
+
+
 def shard_data_path(root: Path, index: int) -> Path:
-    """The file holding shard ``index`` of the tensor (zarr v3 chunk key of a sharded array)."""
-    return root / PEFS / "c" / str(index) / "0" / "0"
+    """The file holding shard ``index`` of the tensor in the local store ``root``."""
+    return root / shard_data_key(index)
 
 
 def shard_table_path(root: Path, index: int) -> Path:
-    """The Parquet part holding the example-table rows of shard ``index``."""
-    return root / EXAMPLES / f"part-{index:06d}.parquet"
+    """The Parquet part holding the example-table rows of shard ``index`` in the local store ``root``."""
+    return root / shard_table_key(index)
 
 
 def table_part_index(name: str) -> int | None:
@@ -58,7 +72,8 @@ def default_layout(rank: int, dim: int, dtype: str) -> tuple[int, int]:
 
 
 def tensorstore_spec(root: Path, config: StoreConfig | None = None) -> dict:
-    """The TensorStore spec of the tensor under ``root``: to open it, or (with ``config``) to create it.
+    """The TensorStore spec of the tensor under the local store ``root``: to open it for writing, or
+    (with ``config``) to create it.
 
     One zarr shard holds ``shard_examples`` examples (all of r and d); inside it, inner chunks of
     ``chunk_examples`` examples are each checked with crc32c, so a partial read checks what it reads.
@@ -95,8 +110,24 @@ def tensorstore_spec(root: Path, config: StoreConfig | None = None) -> dict:
     return spec
 
 
+def read_array(location: StoreLocation):
+    """Open the tensor of the store at ``location`` read-only.
+
+    A shard whose file is missing fails the read (``fill_missing_data_reads: false``) instead of
+    reading as zeros.
+
+    Raises:
+        ValueError: TensorStore's error (metadata missing or unreadable, the location unreachable).
+    """
+    import tensorstore as ts
+
+    spec = {"driver": "zarr3", "kvstore": location.child(PEFS), "fill_missing_data_reads": False}
+    return ts.open(spec, open=True, read=True).result()
+
+
 def open_array(root: Path, *, config: StoreConfig | None = None):
-    """Open the tensor read-only, or (with ``config``) for writing, creating it when missing.
+    """Open the tensor of the local store ``root`` read-only, or (with ``config``) for writing,
+    creating it when missing.
 
     Raises:
         StoreCorruptError: with ``config``, an existing array's ``[r, d]`` or dtype differ from it.
@@ -104,7 +135,7 @@ def open_array(root: Path, *, config: StoreConfig | None = None):
     import tensorstore as ts
 
     if config is None:
-        return ts.open(tensorstore_spec(root), open=True, read=True).result()
+        return read_array(parse_location(root))
     if (root / PEFS / "zarr.json").is_file():
         spec = dict(tensorstore_spec(root), store_data_equal_to_fill_value=True)
         array = ts.open(spec, open=True, read=True, write=True).result()

@@ -31,7 +31,8 @@ class DecompositionManifest:
     Attributes:
         n_components, num_examples, dim: C, m and d.
         config: the decomposition's settings (:class:`npeff.ops.DecomposeConfig` as a dict).
-        store: the store's path as given when it was decomposed (None if unknown).
+        store: where the decomposed store is: its absolute path or URL, a Hub URL pinned to its
+            commit (the path as given, for decompositions of earlier versions; None if unknown).
         store_fingerprint: the store's projection and parameter-layout fingerprint.
         store_content_id: the store's content identity (its shard checksums).
         memory_budget, cluster, device: how it ran.

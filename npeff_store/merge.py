@@ -15,6 +15,7 @@ from npeff.store import _files
 from npeff.store._layout import is_store
 from npeff.store._progress_bar import shard_progress
 from npeff.store.manifest import canonical_json
+from npeff.store.location import refuse_url_output
 from npeff.store.reader import PefStore, open_store
 from npeff.store.writer import create_store
 
@@ -60,21 +61,21 @@ def merge_stores(out: str | os.PathLike, inputs: Iterable[str | os.PathLike], *,
         StoreExistsError: ``out`` holds a store and ``overwrite`` is not set, or it is a file or
             a non-empty directory that is not a store.
     """
-    paths = [Path(p) for p in inputs]
-    if not paths:
+    if not inputs:
         raise InvalidArgumentError("merge needs at least one input store")
+    refuse_url_output(out, "store")
     out = Path(out)
-    for path in paths:
-        if path.resolve() == out.resolve():
+    stores = [open_store(p) for p in inputs]  # local paths or URLs
+    for store in stores:
+        if store.location.local is not None and store.location.local.resolve() == out.resolve():
             raise InvalidArgumentError(f"the output {out} is also an input; write the merge elsewhere")
-    stores = [open_store(p) for p in paths]
     for store in stores:
         if store.status != "finalized":
             raise InvalidArgumentError(f"{store.path} is still being built; finalize it before merging")
     check_compatible(stores)
     _files.prepare_output_dir(out, what="store", is_ours=is_store, overwrite=overwrite, exists=StoreExistsError)
     config = stores[0].config
-    merged_from = [{"path": str(s.path), "num_examples": s.num_examples, "fingerprint": s.fingerprint,
+    merged_from = [{"path": s.url, "num_examples": s.num_examples, "fingerprint": s.fingerprint,
                     "command": s.manifest["provenance"].get("command")} for s in stores]
     writer = create_store(
         out, rank=config.rank, dim=config.dim, projection=config.projection, dtype=config.dtype,

@@ -9,6 +9,7 @@ any number of readers may run beside one writer.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -17,52 +18,51 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from npeff.errors import (
-    InvalidArgumentError,
-    NotFoundError,
-    StoreCorruptError,
-    StoreNotFoundError,
-)
+from npeff.errors import InvalidArgumentError, NpeffError, StoreCorruptError, StoreNotFoundError
 from npeff.store import _files
-from npeff.store._layout import MANIFEST, PROGRESS, open_array, shard_data_path, shard_table_path
+from npeff.store._layout import MANIFEST, PEFS, PROGRESS, read_array, shard_data_key, shard_table_key
+from npeff.store.location import StoreLocation, StoreUnreachableError, is_url, parse_location
 from npeff.store.manifest import ShardRecord, StoreConfig, StoreManifest, check_shard_sequence
 from npeff.store.schema import EXAMPLE_SCHEMA
 
 
-def read_manifest(root: Path) -> StoreManifest:
-    """The manifest of the store at ``root``.
+def read_manifest(location: StoreLocation | str | os.PathLike) -> StoreManifest:
+    """The manifest of the store at ``location`` (a path, a URL or a :class:`StoreLocation`).
 
     Raises:
-        StoreNotFoundError: ``root`` does not exist or holds no ``manifest.json``.
+        StoreNotFoundError: nothing is there, or it holds no ``manifest.json``.
         StoreCorruptError: the manifest is not a JSON object or not a valid store manifest.
     """
-    path = root / MANIFEST
-    if not root.exists():
-        raise StoreNotFoundError(f"no store at {root}: the path does not exist")
-    if not path.is_file():
-        raise StoreNotFoundError(f"{root} is not an npeff store: it has no {MANIFEST}")
-    data = _files.read_json(path, what="store manifest", missing=StoreNotFoundError, corrupt=StoreCorruptError)
+    location = location if isinstance(location, StoreLocation) else parse_location(location)
+    if location.local is not None and not location.local.exists():
+        raise StoreNotFoundError(f"no store at {location.local}: the path does not exist")
+    data = location.read(MANIFEST)
+    if data is None:
+        where = location.local if location.local is not None else location.url
+        raise StoreNotFoundError(f"{where} is not an npeff store: it has no {MANIFEST}")
+    parsed = _files.parse_json(data, where=location.describe(MANIFEST), corrupt=StoreCorruptError)
     try:
-        return StoreManifest.from_dict(data)
+        return StoreManifest.from_dict(parsed)
     except InvalidArgumentError as error:
-        raise StoreCorruptError(f"{path} is invalid: {error}") from None
+        raise StoreCorruptError(f"{location.describe(MANIFEST)} is invalid: {error}") from None
 
 
-def read_progress(root: Path) -> tuple[ShardRecord, ...]:
+def read_progress(location: StoreLocation | str | os.PathLike) -> tuple[ShardRecord, ...]:
     """The shards a build in progress has committed (none before its first commit).
 
     Raises:
         StoreCorruptError: ``progress.json`` exists but is not a valid progress record.
     """
-    path = root / PROGRESS
-    try:
-        data = _files.read_json(path, what="progress record", missing=NotFoundError, corrupt=StoreCorruptError)
-    except NotFoundError:
+    location = location if isinstance(location, StoreLocation) else parse_location(location)
+    data = location.read(PROGRESS)
+    if data is None:
         return ()
+    where = location.describe(PROGRESS)
+    parsed = _files.parse_json(data, where=where, corrupt=StoreCorruptError)
     try:
-        return tuple(ShardRecord.from_dict(s) for s in data["shards"])
+        return tuple(ShardRecord.from_dict(s) for s in parsed["shards"])
     except (KeyError, TypeError, InvalidArgumentError) as error:
-        raise StoreCorruptError(f"{path} is unreadable: {error}") from None
+        raise StoreCorruptError(f"{where} is unreadable: {error}") from None
 
 
 @dataclass(frozen=True)
@@ -79,30 +79,48 @@ class PefStore:
     """Read-only handle on a PEF store (finalized, or the committed part of one being built).
 
     Any number of readers may open a store concurrently, also while a writer appends: a reader
-    sees the shards committed when it was opened. The handle pickles (it reopens on unpickling).
+    sees the shards committed when it was opened. The handle pickles (it reopens on unpickling,
+    from :attr:`url`, so the workers of a cluster read a remote store directly).
+
+    Attributes:
+        location: where the store is (:mod:`npeff.store.location`).
+        path: the local directory as given, or the URL of a remote store (for messages).
     """
 
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        manifest = read_manifest(self.path)
+    def __init__(self, path: str | os.PathLike | StoreLocation):
+        self.location = path if isinstance(path, StoreLocation) else parse_location(path)
+        self.path: Path | str = (Path(path) if not isinstance(path, StoreLocation) and not is_url(path)
+                                 else self.location.url)
+        manifest = read_manifest(self.location)
         if manifest.status == "building":
-            shards = read_progress(self.path)
+            shards = read_progress(self.location)
             total = check_shard_sequence(shards, manifest.config.shard_examples)
             manifest = manifest.replace(shards=shards, num_examples=total)
         self._manifest = manifest
         self._array = None
         self._examples: pa.Table | None = None
 
-    # pickling: ship the path, reopen on the other side (TensorStore handles stay local)
+    # pickling: ship the location, reopen on the other side (TensorStore handles stay local)
     def __getstate__(self) -> dict:
-        return {"path": str(self.path)}
+        return {"url": self.url}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["path"])
+        self.__init__(state["url"])
 
     def __repr__(self) -> str:
-        return (f"PefStore({str(self.path)!r}, m={self.num_examples}, r={self.rank}, d={self.dim}, "
+        return (f"PefStore({self.url!r}, m={self.num_examples}, r={self.rank}, d={self.dim}, "
                 f"dtype={self.config.dtype}, status={self.status})")
+
+    @property
+    def url(self) -> str:
+        """Where the store is, to record and to reopen it from anywhere: an absolute local path or a
+        URL (a Hub URL pinned to its commit)."""
+        return self.location.url
+
+    @property
+    def revision(self) -> str | None:
+        """The commit a Hub store resolved to (None for other locations)."""
+        return self.location.revision
 
     @property
     def config(self) -> StoreConfig:
@@ -147,34 +165,37 @@ class PefStore:
 
     @property
     def array(self):
+        """The TensorStore handle on ``G[m, r, d]`` (opened on first use)."""
         if self._array is None:
-            self._array = open_array(self.path)
+            try:
+                self._array = read_array(self.location)
+            except ValueError as error:
+                raise _read_error(error, f"the tensor metadata {self.location.describe(PEFS + '/zarr.json')} "
+                                         f"cannot be opened") from None
         return self._array
 
     def _shard_of(self, example: int) -> int:
         return example // self.config.shard_examples
-
-    def _check_files(self, first_shard: int, last_shard: int) -> None:
-        for i in range(first_shard, last_shard + 1):
-            if not shard_data_path(self.path, i).is_file():
-                raise StoreCorruptError(
-                    f"shard {i} of {self.path} is missing its data file "
-                    f"{shard_data_path(self.path, i).relative_to(self.path)}; run `npeff verify`"
-                )
 
     def _finish_read(self, future, start: int, stop: int) -> np.ndarray:
         try:
             data = future.result()
         except ValueError as error:
             shards = sorted({self._shard_of(start), self._shard_of(max(start, stop - 1))})
+            which = shards[0] if len(shards) == 1 else shards
+            if str(error).startswith("NOT_FOUND"):
+                named = _SHARD_KEY.search(str(error))  # TensorStore names the missing shard's file
+                index = int(named.group(1)) if named else which
+                raise StoreCorruptError(f"shard {index} of {self.path} is missing its data file "
+                                        f"{shard_data_key(index) if named else ''}; run `npeff verify`") from None
+            if str(error).startswith(_UNREACHABLE):
+                raise _read_error(error, f"cannot read examples [{start}, {stop}) of {self.path}") from None
             raise StoreCorruptError(
-                f"shard {shards[0] if len(shards) == 1 else shards} of {self.path} failed its "
-                f"checksum while reading examples [{start}, {stop}): {error}"
+                f"shard {which} of {self.path} failed its checksum while reading examples [{start}, {stop}): {error}"
             ) from None
         return data if data.dtype == np.float32 else data.astype(np.float32)
 
     def _submit_read(self, start: int, stop: int):
-        self._check_files(self._shard_of(start), self._shard_of(stop - 1))
         return self.array[start:stop].read()
 
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
@@ -213,10 +234,14 @@ class PefStore:
         if self._examples is None:
             parts = []
             for shard in self.shards:
-                path = shard_table_path(self.path, shard.index)
-                if not path.is_file():
-                    raise StoreCorruptError(f"shard {shard.index} of {self.path} lacks its table part {path.name}")
-                parts.append(pq.read_table(path, schema=EXAMPLE_SCHEMA))
+                key = shard_table_key(shard.index)
+                data = self.location.read(key)
+                if data is None:
+                    raise StoreCorruptError(f"shard {shard.index} of {self.path} lacks its table part {key}")
+                if _files.bytes_checksum(data) != shard.table_checksum:
+                    raise StoreCorruptError(f"shard {shard.index} of {self.path}: its table part {key} fails its "
+                                            f"checksum; run `npeff verify`")
+                parts.append(pq.read_table(pa.BufferReader(data), schema=EXAMPLE_SCHEMA))
             self._examples = (pa.concat_tables(parts) if parts
                               else EXAMPLE_SCHEMA.empty_table())
         return self._examples
@@ -231,7 +256,7 @@ class PefStore:
         return da.from_array(
             _DaskSource(self),
             chunks=(sizes, (self.rank,), (self.dim,)),
-            name=f"npeff-store-{self.fingerprint}-{_files.bytes_checksum(str(self.path.resolve()).encode())[:12]}",
+            name=f"npeff-store-{self.fingerprint}-{_files.bytes_checksum(self.url.encode())[:12]}",
             asarray=False,
             fancy=False,
             meta=np.empty((0, 0, 0), dtype=np.float32),
@@ -261,6 +286,29 @@ class _DaskSource:
         return data if isinstance(first, slice) else data[0]
 
 
+#: a shard's file in TensorStore's messages
+_SHARD_KEY = re.compile(PEFS + r"/c/(\d+)/0/0")
+#: TensorStore's status codes for a location that cannot be read (as opposed to damaged data)
+_UNREACHABLE = ("ABORTED", "UNAVAILABLE", "DEADLINE_EXCEEDED", "PERMISSION_DENIED", "UNAUTHENTICATED")
+
+
+def _read_error(error: ValueError, what: str) -> NpeffError:
+    """TensorStore's error as npeff's: a store that cannot be reached, or one that is damaged."""
+    text = str(error).splitlines()[0]
+    if text.startswith(_UNREACHABLE):
+        return StoreUnreachableError(f"{what}: {text}")
+    return StoreCorruptError(f"{what}: {text}")
+
+
 def open_store(path: str | os.PathLike) -> PefStore:
-    """Open a PEF store read-only. Never executes code from the store (JSON, Parquet, zarr only)."""
+    """Open a PEF store read-only, from a local path or a URL (``file://``, ``http(s)://``, ``s3://``,
+    ``gs://``, ``hf://datasets/ORG/NAME[@REVISION][/SUBDIR]``; see :mod:`npeff.store.location`).
+
+    Never executes code from the store (JSON, Parquet, zarr only).
+
+    Raises:
+        StoreNotFoundError: no store there (:class:`~npeff.store.location.StoreUnreachableError`
+            when the location cannot be reached).
+        StoreCorruptError: its manifest is unreadable.
+    """
     return PefStore(path)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from npeff.store import _files
-from npeff.store._layout import EXAMPLES, MANIFEST, PEFS, PROGRESS, open_array, shard_data_path, shard_table_path
+from npeff.store._files import PARTIAL_SUFFIX
+from npeff.store._layout import KNOWN_NAMES, PEFS, read_array, shard_data_key, shard_table_key
 from npeff.store._progress_bar import shard_progress
 from npeff.store.manifest import ShardRecord
 from npeff.store.reader import PefStore, open_store
@@ -43,13 +45,15 @@ def verify_store(path: str | os.PathLike, *, progress: bool = False) -> VerifyRe
     """
     store = open_store(path)  # manifest problems raise StoreCorruptError here
     report = VerifyReport(str(store.path), len(store.shards), store.num_examples, store.status)
+    if store.revision is not None:
+        report.notes.append(f"revision {store.revision} ({store.url})")
     if store.status == "building":
         report.notes.append(f"the store is still being built: checking its {len(store.shards)} committed shards")
     report.problems.extend(_tensor_problems(store))
     for shard in shard_progress(store.shards, total=len(store.shards), desc="verify", enabled=progress):
         report.problems.extend(_shard_problems(store, shard))
-    known = {MANIFEST, PROGRESS, PEFS, EXAMPLES}
-    extra = sorted(p.name for p in store.path.iterdir() if p.name not in known)
+    names = store.location.names()  # None: the scheme cannot list (HTTP)
+    extra = [name for name in names or () if name not in KNOWN_NAMES and not name.endswith(PARTIAL_SUFFIX)]
     if extra:
         report.notes.append(f"files not part of the store: {', '.join(extra)}")
     return report
@@ -58,7 +62,7 @@ def verify_store(path: str | os.PathLike, *, progress: bool = False) -> VerifyRe
 def _tensor_problems(store: PefStore) -> list[str]:
     """Whether the zarr metadata opens and agrees with the manifest (shape and dtype)."""
     try:
-        array = open_array(store.path)
+        array = read_array(store.location)
     except ValueError as error:
         return [f"tensor metadata {PEFS}/zarr.json cannot be opened: {error}"]
     problems = []
@@ -76,20 +80,21 @@ def _shard_problems(store: PefStore, shard: ShardRecord) -> list[str]:
     is the declared one and its rows are the shard's examples, in order."""
     problems = []
     label = f"shard {shard.index} (examples {shard.start}-{shard.stop - 1})"
-    data_path = shard_data_path(store.path, shard.index)
-    if not data_path.is_file():
-        problems.append(f"{label}: data file {data_path.relative_to(store.path)} is missing")
-    elif _files.file_checksum(data_path) != shard.data_checksum:
-        problems.append(f"{label}: data file {data_path.relative_to(store.path)} fails its checksum")
-    table_path = shard_table_path(store.path, shard.index)
-    if not table_path.is_file():
-        problems.append(f"{label}: table part {table_path.relative_to(store.path)} is missing")
+    data_key, table_key = shard_data_key(shard.index), shard_table_key(shard.index)
+    digest = _checksum(store, data_key)
+    if digest is None:
+        problems.append(f"{label}: data file {data_key} is missing")
+    elif digest != shard.data_checksum:
+        problems.append(f"{label}: data file {data_key} fails its checksum")
+    table_bytes = store.location.read(table_key)
+    if table_bytes is None:
+        problems.append(f"{label}: table part {table_key} is missing")
         return problems
-    if _files.file_checksum(table_path) != shard.table_checksum:
-        problems.append(f"{label}: table part {table_path.relative_to(store.path)} fails its checksum")
+    if _files.bytes_checksum(table_bytes) != shard.table_checksum:
+        problems.append(f"{label}: table part {table_key} fails its checksum")
         return problems
     try:
-        table = pq.read_table(table_path)
+        table = pq.read_table(pa.BufferReader(table_bytes))
     except Exception as error:  # pyarrow raises several types for damaged files
         problems.append(f"{label}: table part cannot be read: {error}")
         return problems
@@ -100,3 +105,12 @@ def _shard_problems(store: PefStore, shard: ShardRecord) -> list[str]:
     elif table.column("example_index").to_pylist() != list(range(shard.start, shard.stop)):
         problems.append(f"{label}: table example_index does not run {shard.start}..{shard.stop - 1}")
     return problems
+
+
+def _checksum(store: PefStore, key: str) -> str | None:
+    """The checksum of the file ``key`` of ``store``, read in ranged blocks (memory: one 16 MiB
+    block, wherever the store is); None when the file is missing."""
+    try:
+        return _files.blocks_checksum(store.location.read_blocks(key))
+    except FileNotFoundError:
+        return None

@@ -12,7 +12,7 @@ if os.environ.get("NPEFF_REAL_CUDA") != "1":
 
 import pytest  # noqa: E402
 
-pytest_plugins = ["tests.fixtures"]  # the tiny-model fixtures, for tests/ops and tests/cli
+pytest_plugins = ["tests.fixtures", "tests.remote_servers"]  # the tiny-model fixtures, for tests/ops and tests/cli
 
 
 def pytest_collection_modifyitems(config, items):

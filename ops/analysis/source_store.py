@@ -55,9 +55,10 @@ def open_store_for(decomposition, store=None):
             raise InvalidArgumentError(f"{decomposition.path} records no store; pass --store")
         try:
             store = open_store(recorded)
-        except StoreNotFoundError:
+        except StoreNotFoundError as error:
             raise StoreNotFoundError(
-                f"the store {recorded} recorded by {decomposition.path} is not there; pass --store") from None
+                f"the store {recorded} recorded by {decomposition.path} cannot be opened ({error}); "
+                f"pass --store") from None
     elif not isinstance(store, PefStore):
         store = open_store(store)
     check_belongs(decomposition, store)
