@@ -3,6 +3,9 @@ spec of the tensor ``G[m, r, d]`` (a sharded zarr v3 array), with the function t
 
 Layout::
 
+    STORE/zarr.json                   zarr v3 root group: npeff's attributes (and, once finalized, the
+                                      tensor's metadata consolidated), so zarr and xarray open STORE
+    STORE/README.md                   optional dataset card (``npeff card``)
     STORE/manifest.json               what the store is (written atomically; status building|finalized)
     STORE/progress.json               committed shards while building (the commit point of a shard)
     STORE/pefs/zarr.json              zarr v3 metadata; shards of ``shard_examples`` examples
@@ -18,14 +21,18 @@ from typing import Any
 
 from npeff.errors import StoreCorruptError
 from npeff.store.location import StoreLocation, parse_location
-from npeff.store.manifest import StoreConfig
+from npeff.store.manifest import FORMAT_NAME, StoreConfig
 
 MANIFEST = "manifest.json"
+ROOT_GROUP = "zarr.json"
+CARD = "README.md"
+#: the tensor's zarr dimension names (xarray's dims)
+DIMENSION_NAMES = ("example", "row", "feature")
 PROGRESS = "progress.json"
 PEFS = "pefs"
 EXAMPLES = "examples"
 #: the top-level names of a store (anything else is not part of it)
-KNOWN_NAMES = frozenset({MANIFEST, PROGRESS, PEFS, EXAMPLES})
+KNOWN_NAMES = frozenset({MANIFEST, PROGRESS, PEFS, EXAMPLES, ROOT_GROUP, CARD})
 TARGET_SHARD_BYTES = 128 << 20
 TARGET_CHUNK_BYTES = 4 << 20
 _TABLE_PART = re.compile(r"part-(\d+)\.parquet$")
@@ -105,6 +112,7 @@ def tensorstore_spec(root: Path, config: StoreConfig | None = None) -> dict:
                     "index_location": "end",
                 },
             }],
+            "dimension_names": list(DIMENSION_NAMES),
             "attributes": {"npeff": "PEF tensor G[m, r, d]; see ../manifest.json"},
         }
     return spec
@@ -147,3 +155,28 @@ def open_array(root: Path, *, config: StoreConfig | None = None):
             )
         return array
     return ts.open(tensorstore_spec(root, config), create=True, read=True, write=True).result()
+
+
+def root_group(config: StoreConfig, array_metadata: dict | None = None) -> dict:
+    """The root ``zarr.json``: a zarr v3 group whose ``npeff`` attribute says what the store is.
+
+    With ``array_metadata`` (the tensor's ``pefs/zarr.json``, once the store is finalized) it is
+    consolidated into the group, so readers (xarray) need not list the store's other files.
+    """
+    group: dict[str, Any] = {"zarr_format": 3, "node_type": "group", "attributes": {"npeff": {
+        "format": FORMAT_NAME, "kind": config.kind, "rank": config.rank, "dim": config.dim,
+        "dtype": config.dtype, "fingerprint": config.fingerprint(), "manifest": MANIFEST, "examples": f"{EXAMPLES}/",
+    }}}
+    if array_metadata is not None:
+        group["consolidated_metadata"] = {"kind": "inline", "must_understand": False,
+                                          "metadata": {PEFS: array_metadata}}
+    return group
+
+
+def write_root_group(root: Path, config: StoreConfig, *, consolidate: bool) -> None:
+    """Write the root group of the local store ``root`` (atomically); with ``consolidate``, the
+    tensor's current metadata goes into it (for a finalized store, whose tensor no longer grows)."""
+    from npeff.store import _files
+
+    metadata = _files.read_json(root / PEFS / ROOT_GROUP, what="tensor metadata") if consolidate else None
+    _files.atomic_write_json(root / ROOT_GROUP, root_group(config, metadata))

@@ -263,6 +263,14 @@ class PefStore:
         )
 
 
+    def to_xarray(self):
+        """The store as an ``xarray.Dataset`` (``pefs[example, row, feature]`` read lazily, the table's
+        per-example columns beside it); see :func:`npeff.store.xarray_view.store_dataset`."""
+        from npeff.store.xarray_view import store_dataset
+
+        return store_dataset(self)
+
+
 class _DaskSource:
     """The minimal array protocol dask needs (dtype, shape, ndim, __getitem__) over a store.
 

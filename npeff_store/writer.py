@@ -32,6 +32,7 @@ from npeff.store._layout import (
     shard_data_path,
     shard_table_path,
     table_part_index,
+    write_root_group,
 )
 from npeff.store.manifest import (
     ModelIdentity,
@@ -227,6 +228,7 @@ class PefStoreWriter:
             status="finalized", num_examples=self._committed, shards=tuple(self._shards),
             provenance=provenance,
         )
+        write_root_group(self.path, self._config, consolidate=True)
         _files.atomic_write_json(self.path / MANIFEST, manifest.to_dict())
         (self.path / PROGRESS).unlink(missing_ok=True)
         self._finalized = True
@@ -336,7 +338,9 @@ def create_store(
     provenance = dict(new_provenance(command), **(extra_provenance or {}))
     manifest = StoreManifest(config=config, provenance=provenance)
     _files.atomic_write_json(root / MANIFEST, manifest.to_dict())
-    return PefStoreWriter(root, manifest, ())
+    writer = PefStoreWriter(root, manifest, ())  # creates the tensor
+    write_root_group(root, config, consolidate=False)
+    return writer
 
 
 def _shard_and_chunk_examples(rank: Any, dim: Any, dtype: str, shard_examples: int | None,
