@@ -132,8 +132,11 @@ def resolve_backend(backend: str, *, data_on_gpu: bool = False) -> str:
     if backend == "cuda":
         try:
             usable = _cuda_module().available()
-        except Exception as error:  # pragma: no cover - depends on the installation
-            raise BackendUnavailableError(f"the CUDA backend cannot load: {error}") from error
+        except Exception as error:  # depends on the installation
+            from npeff.extras import missing_extra_message
+
+            hint = isinstance(error, ImportError) and missing_extra_message(error, "backend='cuda'")
+            raise BackendUnavailableError(hint or f"the CUDA backend cannot load: {error}") from None
         if not usable:
             raise BackendUnavailableError(
                 "backend='cuda' was requested but no CUDA GPU is available; "

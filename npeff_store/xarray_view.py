@@ -23,7 +23,7 @@ def store_dataset(store):
     try:
         import xarray as xr
     except ImportError:
-        raise BackendUnavailableError("PefStore.to_xarray needs xarray: pip install xarray") from None
+        raise BackendUnavailableError("PefStore.to_xarray needs xarray: pip install 'npeff[xarray]'") from None
     table = store.examples
     variables = {"pefs": (DIMENSION_NAMES, store.to_dask())}
     for name in SCALAR_COLUMNS:

@@ -1,12 +1,14 @@
-"""Real servers on 127.0.0.1 for remote-store tests: a static HTTP server that honours Range
-requests (aiohttp, in a subprocess) and an S3-compatible server (moto's server mode, in a thread).
+"""Real servers on 127.0.0.1 for remote stores: a static HTTP server that honours Range requests
+(aiohttp, in a subprocess) and an S3-compatible server (moto's server mode, in a thread).
 
-Fixtures: ``http_root`` (a folder served at ``http_root.url``), ``s3_bucket`` (a bucket, with
+Context managers :func:`serve_http` and :func:`serve_s3` (also used by ``bench/remote.py``);
+fixtures ``http_root`` (a folder served at ``http_root.url``) and ``s3_bucket`` (a bucket, with
 ``upload(folder, prefix)``; the AWS variables point at the server for the test's duration).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -15,6 +17,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -48,6 +51,49 @@ def wait_for(url: str, timeout: float = 20.0) -> None:
             time.sleep(0.05)
 
 
+@contextlib.contextmanager
+def serve_http(root: Path) -> Iterator[str]:
+    """Serve the folder ``root`` over HTTP (Range requests honoured); yields its base URL."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", _SERVE, str(root), str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+@contextlib.contextmanager
+def serve_s3() -> Iterator[str]:
+    """An S3-compatible server (moto) on 127.0.0.1; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        wait_for(f"http://127.0.0.1:{port}/")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def s3_client(endpoint: str):
+    """A boto3 client of the server at ``endpoint`` (any credentials are accepted)."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id=TEST_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=TEST_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+
+
+#: what the server accepts, as the AWS variables
+TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "npeff-test", "AWS_SECRET_ACCESS_KEY": "npeff-test-secret",
+                    "AWS_REGION": "us-east-1"}
+
+
 @dataclass
 class HttpRoot:
     path: Path
@@ -59,15 +105,8 @@ def http_root(tmp_path):
     """A folder served over HTTP (with Range requests) at ``http://127.0.0.1:PORT``."""
     root = tmp_path / "served"
     root.mkdir()
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-c", _SERVE, str(root), str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(f"http://127.0.0.1:{port}/")
-        yield HttpRoot(root, f"http://127.0.0.1:{port}")
-    finally:
-        server.terminate()
-        server.wait(10)
+    with serve_http(root) as url:
+        yield HttpRoot(root, url)
 
 
 @dataclass
@@ -89,30 +128,18 @@ class S3Bucket:
 
 @pytest.fixture(scope="session")
 def _s3_server():
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        wait_for(f"http://127.0.0.1:{port}/")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with serve_s3() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
 def s3_bucket(_s3_server, monkeypatch, request):
     """A fresh bucket on the S3-compatible server; the AWS variables point at it."""
-    import boto3
-
-    for name, value in {"AWS_ENDPOINT_URL": _s3_server, "AWS_ACCESS_KEY_ID": "npeff-test",
-                        "AWS_SECRET_ACCESS_KEY": "npeff-test-secret", "AWS_REGION": "us-east-1"}.items():
+    for name, value in dict(TEST_CREDENTIALS, AWS_ENDPOINT_URL=_s3_server).items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
-    client = boto3.client("s3", endpoint_url=_s3_server, region_name="us-east-1",
-                          aws_access_key_id="npeff-test", aws_secret_access_key="npeff-test-secret")
+    client = s3_client(_s3_server)
     name = f"stores-{abs(hash(request.node.nodeid)) % 10**8}-{os.getpid()}"
     client.create_bucket(Bucket=name)
     return S3Bucket(name, _s3_server, client)
