@@ -12,8 +12,13 @@ import click
 
 from npeff.ops.decomposition.config import COMPUTE_DTYPES
 
-#: the group's context settings; every command inherits them
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+#: the environment variables' prefix: ``NPEFF_<COMMAND>_<OPTION>`` sets an option of a command
+ENVVAR_PREFIX = "NPEFF"
+
+#: the group's context settings; every command inherits them (the envvar prefix as
+#: ``NPEFF_<COMMAND>``), also when the group is invoked through click's CliRunner
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100,
+                    "auto_envvar_prefix": ENVVAR_PREFIX}
 
 #: a directory argument (store, decomposition, output folder)
 DIRECTORY = click.Path(file_okay=False, path_type=str)
@@ -28,6 +33,12 @@ COMPUTE_DTYPE = click.option("--dtype", type=click.Choice(COMPUTE_DTYPES), defau
 #: the memory budget of a pass over a store
 MEMORY_BUDGET = click.option("--memory-budget", default=None,
                              help="Bytes of chunks kept resident (e.g. 2GB); the rest streams from disk each step.")
+
+
+def json_option(what: str) -> Callable:
+    """``--json``: print ``what`` as JSON on stdout (alone there: progress and log lines go to stderr)."""
+    return click.option("--json", "as_json", is_flag=True,
+                        help=f"Print {what} as JSON on stdout (progress and log lines stay on stderr).")
 
 
 def overwrite_option(what: str) -> Callable:
@@ -73,6 +84,50 @@ def config_from_options(config_class: type, options: dict[str, Any]) -> Any:
     """The config built from the options :func:`config_options` added (others are left alone)."""
     fields = {field.name for field in dataclasses.fields(config_class)}
     return config_class(**{name: value for name, value in options.items() if name in fields})
+
+
+class EnvvarOption(click.Option):
+    """An option whose ``--help`` shows its environment variable in brackets of its own, after the
+    default: ``[default: 1000]  [env var: NPEFF_DECOMPOSE_WARMUP_STEPS]``."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        shown, self.show_envvar = self.show_envvar, False
+        try:
+            record = super().get_help_record(ctx)
+        finally:
+            self.show_envvar = shown
+        if record is None or not shown:
+            return record
+        envvars = super().get_help_extra(ctx).get("envvars")
+        if not envvars:
+            return record
+        spec, text = record
+        shown_envvars = f"[env var: {', '.join(envvars)}]"
+        return spec, (f"{text}  {shown_envvars}" if text else shown_envvars)
+
+
+def document_envvars(command: click.Command, prefix: str = ENVVAR_PREFIX) -> None:
+    """Show each option's environment variable in ``--help``, for ``command`` and (a group) its
+    subcommands, and name the variable after the option's flag: ``NPEFF_INFO_JSON`` for
+    ``npeff info --json``, not after its parameter name (``as_json``), which is what click's
+    automatic prefix would use. Eager options without a value (``--version``) read no variable.
+    """
+    for param in command.params:
+        if not isinstance(param, click.Option):
+            continue
+        if param.is_eager and not param.expose_value:
+            param.allow_from_autoenv = False
+            continue
+        if type(param) is click.Option:
+            param.__class__ = EnvvarOption
+        flags = [opt for opt in param.opts if opt.startswith("--")]
+        name = (flags[0][2:] if flags else param.name or "").replace("-", "_").upper()
+        if param.envvar is None and name != (param.name or "").upper():
+            param.envvar = f"{prefix}_{name}"
+            param.allow_from_autoenv = False  # one documented name
+        param.show_envvar = True
+    for name, subcommand in getattr(command, "commands", {}).items():
+        document_envvars(subcommand, f"{prefix}_{name.replace('-', '_').upper()}")
 
 
 def echo_json(payload: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from npeff.cli._common import DEVICE, DIRECTORY, command_line, overwrite_option
+from npeff.cli._common import DEVICE, DIRECTORY, command_line, echo_json, json_option, overwrite_option
 
 
 @click.command()
@@ -44,10 +44,11 @@ from npeff.cli._common import DEVICE, DIRECTORY, command_line, overwrite_option
 @click.option("--resume", is_flag=True, help="Continue an interrupted build of the same store.")
 @overwrite_option("an existing store at --out")
 @click.option("--dry-run", is_flag=True, help="Print n, m, r, d and the store's size, then stop.")
+@json_option("the plan of --dry-run, or the store written (as npeff info --json)")
 def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, gradient, divergence_gradient,
           activations, layer,
           projection, dim, seed, include, exclude, device, dtype, batch_size, max_examples, shard, resume, overwrite,
-          dry_run):
+          dry_run, as_json):
     """Compute per-example Fisher matrices of MODEL (a hub name or a local folder) on a dataset.
 
     Each example's LRM-PEF rows are computed from batched per-example gradients, projected
@@ -87,6 +88,9 @@ def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, g
                                         resume=resume, overwrite=overwrite, model_name=model, command=command_line(),
                                         progress=True)
         block = result.manifest["pef_spec"]["activation"]["layer"]
+        if as_json:
+            _echo_store(result)
+            return
         click.echo(f"wrote {result.num_examples:,} activations (block {block}, d = {result.dim}) to {result.path}")
         return
     kind = ("gradient" if gradient else "divergence" if divergence_gradient
@@ -103,10 +107,33 @@ def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, g
         dry_run=dry_run, model_name=model, command=command_line(), progress=True,
     )
     if dry_run:
-        click.echo(result.describe())
+        if as_json:
+            echo_json(_plan_fields(result))
+        else:
+            click.echo(result.describe())
+        return
+    if as_json:
+        _echo_store(result)
         return
     what = {"gradient": "gradients", "divergence": "divergence gradients"}.get(kind, "PEFs")
     click.echo(f"wrote {result.num_examples:,} {what} (r = {result.rank}, d = {result.dim}) to {result.path}")
+
+
+def _plan_fields(plan) -> dict:
+    """What ``--dry-run --json`` prints: the :class:`~npeff.ops.pef.BuildPlan`'s fields (what the text
+    says: n, m, the example range, r, d, classes) and ``store_bytes``."""
+    import dataclasses
+
+    fields = dataclasses.asdict(plan)
+    fields["example_range"] = list(plan.example_range)
+    return {"dry_run": True, **fields, "store_bytes": plan.store_bytes}
+
+
+def _echo_store(store) -> None:
+    """The store just written, as ``npeff info --json`` describes it."""
+    from npeff.store import store_info
+
+    echo_json(store_info(store))
 
 
 COMMANDS = [build]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from npeff.cli._common import (COMPUTE_DTYPE, DEVICE, DIRECTORY, MEMORY_BUDGET, command_line, config_from_options,
-                               config_options, overwrite_option)
+                               config_options, echo_json, json_option, overwrite_option)
 from npeff.ops.decomposition.config import DecomposeConfig
 from npeff.ops.decomposition.sed.config import SedConfig
 
@@ -29,8 +29,9 @@ from npeff.ops.decomposition.sed.config import SedConfig
               help="Write H, W and the step every K steps (0: never).")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
 @overwrite_option("an existing decomposition at --out")
+@json_option("a summary (path, examples, components, steps, first and final loss, seconds)")
 def decompose(store, out, device, memory_budget, device_memory_budget, cluster, checkpoint_every, resume, overwrite,
-              **settings):
+              as_json, **settings):
     """Decompose the PEFs of STORE into C components (NPEFF, paper Algorithm 1).
 
     One pass over the store per step; data larger than memory streams from disk. Writes W [m, C],
@@ -40,13 +41,23 @@ def decompose(store, out, device, memory_budget, device_memory_budget, cluster, 
     Example:
       npeff decompose sst2.store --out sst2.npeff -C 512 --memory-budget 8GB
     """
+    import time
+
     from npeff.ops import decompose as run
 
+    began = time.perf_counter()
     result = run(store, config=config_from_options(DecomposeConfig, settings), out=out, device=device,
                  memory_budget=memory_budget, device_memory_budget=device_memory_budget, cluster=cluster,
                  checkpoint_every=checkpoint_every, resume=resume, overwrite=overwrite, progress=True,
                  command=command_line())
     losses = result.losses
+    if as_json:
+        echo_json({"path": str(result.path), "store": store, "num_examples": int(result.W.shape[0]),
+                   "n_components": int(result.H.shape[0]), "dim": int(result.H.shape[1]), "steps": len(losses),
+                   "initial_loss": float(losses[0]), "final_loss": float(losses[-1]),
+                   "median_step_seconds": result.meta.median_step_seconds,
+                   "seconds": round(time.perf_counter() - began, 3)})
+        return
     click.echo(f"decomposed {result.W.shape[0]:,} examples into {result.H.shape[0]} components; "
                f"loss {losses[0]:.6g} -> {losses[-1]:.6g}; wrote {result.path}")
 
@@ -61,16 +72,25 @@ def decompose(store, out, device, memory_budget, device_memory_budget, cluster, 
 @COMPUTE_DTYPE
 @MEMORY_BUDGET
 @overwrite_option("existing coefficients at --out")
-def fit(decomposition, store, out, steps, seed, device, dtype, memory_budget, overwrite):
+@json_option("a summary (path, examples, components, steps, seconds)")
+def fit(decomposition, store, out, steps, seed, device, dtype, memory_budget, overwrite, as_json):
     """Fit coefficients of DECOMPOSITION's components to the PEFs of STORE (H fixed).
 
     STORE must share the projection and parameter layout of the decomposition's store.
     """
+    import time
+
     from npeff.ops import fit_coefficients
 
+    began = time.perf_counter()
     coefficients = fit_coefficients(decomposition, store, out=out, steps=steps, seed=seed, device=device,
                                     dtype=dtype, memory_budget=memory_budget, overwrite=overwrite,
                                     progress=True, command=command_line())
+    if as_json:
+        echo_json({"path": out, "decomposition": decomposition, "store": store,
+                   "num_examples": int(coefficients.shape[0]), "n_components": int(coefficients.shape[1]),
+                   "steps": steps, "seconds": round(time.perf_counter() - began, 3)})
+        return
     click.echo(f"fitted coefficients [{coefficients.shape[0]:,}, {coefficients.shape[1]}] to {out}")
 
 

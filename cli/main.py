@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from npeff import __version__
-from npeff.cli._common import CONTEXT_SETTINGS
+from npeff.cli._common import CONTEXT_SETTINGS, document_envvars
 from npeff.errors import NpeffError
 
 
@@ -32,17 +32,46 @@ class NpeffGroup(click.Group):
             return super().invoke(ctx)
         except NpeffError as error:
             raise UserFacingError(str(error)) from error
+        except ImportError as error:  # an optional part that is not installed: say which extra
+            from npeff.extras import missing_extra_message
+
+            name = ctx.invoked_subcommand or "this command"
+            message = missing_extra_message(error, f"npeff {name}")
+            if message is None:
+                raise
+            raise UserFacingError(message) from error
 
 
 @click.group(cls=NpeffGroup, context_settings=CONTEXT_SETTINGS)
+@click.option("-v", "--verbose", count=True, help="Also log debug lines on stderr.")
+@click.option("-q", "--quiet", is_flag=True, help="Log only warnings and errors on stderr; no progress.")
+@click.option("--progress-interval", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Without a terminal on stderr (or with TQDM_DISABLE set), progress is a log line at most "
+                   "every SECONDS instead of a bar.  [default: 30]")
 @click.version_option(__version__, "-V", "--version", prog_name="npeff")
-def cli() -> None:
+def cli(verbose: int, quiet: bool, progress_interval: float | None) -> None:
     """npeff: Non-Negative Per-Example Fisher Factorization, out of core.
 
     Build stores of projected per-example Fisher matrices from a model and a dataset, decompose
     them with NPEFF streaming from disk, and inspect, share and use the results.
+
+    Results go to stdout (with --json, as JSON and nothing else); log lines ("npeff: ...") and
+    progress go to stderr: a bar on a terminal, else a line every --progress-interval seconds.
+    Every option can also be set by an environment variable, NPEFF_<COMMAND>_<OPTION> (e.g.
+    NPEFF_DECOMPOSE_MEMORY_BUDGET=8GB, NPEFF_INFO_JSON=1), NPEFF_<OPTION> for the options above
+    (NPEFF_QUIET=1); --help shows each one's name. An option on the command line wins.
     """
+    import logging
+    import platform
     import warnings
+
+    from npeff import progress
+
+    if verbose and quiet:
+        raise click.UsageError("-v/--verbose and -q/--quiet exclude each other")
+    progress.configure(level=logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO,
+                       interval=progress_interval)
+    progress.log.debug("npeff %s on Python %s", __version__, platform.python_version())
 
     # warnings are for people here: one line, no source location
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
@@ -50,11 +79,12 @@ def cli() -> None:
 
 def register_commands() -> None:
     """Every command group's commands on the ``npeff`` group (they inherit its context settings)."""
-    from npeff.cli import analysis, baselines, build, decompose, demo, perturb, store
+    from npeff.cli import analysis, baselines, build, decompose, demo, perturb, sharing, store
 
-    for group in (build, decompose, baselines, store, analysis, perturb, demo):
+    for group in (build, decompose, baselines, store, sharing, analysis, perturb, demo):
         for command in group.COMMANDS:
             cli.add_command(command)
+    document_envvars(cli)
 
 
 register_commands()
@@ -62,3 +92,7 @@ register_commands()
 
 def main() -> None:  # console-script entry point
     cli(prog_name="npeff")
+
+
+if __name__ == "__main__":  # python -m npeff.cli.main
+    main()

@@ -1,4 +1,4 @@
-"""``npeff info``, ``verify``, ``merge`` and ``export``: share and check PEF stores."""
+"""``npeff info``, ``verify`` and ``merge``: check and combine PEF stores (local paths or URLs)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,15 @@ import json
 
 import click
 
-from npeff.cli._common import DIRECTORY, command_line, overwrite_option
+from npeff.cli._common import DIRECTORY, command_line, echo_json, json_option, overwrite_option
 
 
 @click.command()
 @click.argument("store", type=DIRECTORY)
-@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+@json_option("the description")
 def info(store: str, as_json: bool) -> None:
-    """Describe a PEF store: shape, size on disk, projection spec, parameters, model, PEF spec,
+    """Describe a PEF store (a local path or a URL: file://, http(s)://, s3://, gs://,
+    hf://datasets/ORG/NAME[@REVISION][/SUBDIR]): shape, size on disk, projection spec, parameters, model, PEF spec,
     provenance and the compatibility fingerprint (equal fingerprints: mergeable stores)."""
     from npeff.store import format_info, open_store, store_info
 
@@ -24,23 +25,30 @@ def info(store: str, as_json: bool) -> None:
 @click.command()
 @click.argument("store", type=DIRECTORY)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; print only problems.")
-def verify(store: str, quiet: bool) -> None:
+@json_option("the report (path, status, num_shards, num_examples, ok, problems, notes)")
+def verify(store: str, quiet: bool, as_json: bool) -> None:
     """Check a store's checksums, tensor metadata, table schema and row counts.
 
-    Exits with status 1 and names the bad shard when anything is wrong.
+    Exits with status 1 and names the bad shard when anything is wrong (with --json too, after the
+    report).
     """
     from npeff.errors import StoreCorruptError
     from npeff.store import verify_store
 
     report = verify_store(store, progress=not quiet)
-    for note in report.notes:
-        if not quiet:
+    if as_json:
+        echo_json({"path": report.path, "status": report.status, "num_shards": report.num_shards,
+                   "num_examples": report.num_examples, "ok": report.ok, "problems": list(report.problems),
+                   "notes": list(report.notes)})
+    elif not quiet:
+        for note in report.notes:
             click.echo(f"note: {note}")
     if report.problems:
-        for problem in report.problems:
-            click.secho(f"problem: {problem}", fg="red", err=True)
+        if not as_json:  # the report holds them
+            for problem in report.problems:
+                click.secho(f"problem: {problem}", fg="red", err=True)
         raise StoreCorruptError(f"{store} failed verification: {len(report.problems)} problem(s)")
-    if not quiet:
+    if not quiet and not as_json:
         click.echo(f"OK: {report.num_examples:,} examples in {report.num_shards} shards verified "
                    f"({report.status})")
 
@@ -63,22 +71,4 @@ def merge(out: str, stores: tuple[str, ...], overwrite: bool) -> None:
                f"fingerprint {merged.fingerprint}")
 
 
-@click.command()
-@click.argument("store", type=DIRECTORY)
-@click.argument("out", type=DIRECTORY)
-@click.option("--format", "fmt", type=click.Choice(["hf"]), default="hf", show_default=True,
-              help="hf: a Hugging Face datasets folder (Parquet table + dataset card, tensor as zarr).")
-@overwrite_option("OUT if it is an earlier export")
-def export(store: str, out: str, fmt: str, overwrite: bool) -> None:
-    """Export STORE to OUT in a format others can load without npeff.
-
-    With --format hf, OUT loads with datasets.load_dataset("parquet", data_files="OUT/data/*.parquet")
-    or datasets.load_dataset("OUT").
-    """
-    from npeff.store import export_hf
-
-    path = export_hf(store, out, overwrite=overwrite, progress=True)
-    click.echo(f"exported {store} to {path} ({fmt})")
-
-
-COMMANDS = [info, verify, merge, export]
+COMMANDS = [info, verify, merge]

@@ -1,13 +1,13 @@
 """Every on-disk format of npeff.
 
 PEF stores (manifest, sharded zarr v3 tensor, Parquet table): ``_layout``, ``reader``, ``writer``,
-``manifest``, ``schema``; sharing them: ``info``, ``verify``, ``merge``, ``export`` (``card``).
+``manifest``, ``schema``; reading them from anywhere: ``location``; sharing them: ``info``, ``verify``,
+``merge``, ``card``, ``upgrade``, ``xarray_view``.
 Decompositions, their checkpoints and fitted coefficients: ``decomposition``, ``checkpoint``,
 ``coefficients`` (arrays through ``arrays``). Atomic writes, output directories and JSON: ``_files``.
 """
 
 from npeff.store.decomposition import Decomposition, DecompositionManifest, open_decomposition
-from npeff.store.export import export_hf
 from npeff.store.info import format_info, store_info
 from npeff.store.manifest import ModelIdentity, ParameterLayout, StoreConfig, StoreManifest
 from npeff.store.merge import merge_stores
@@ -31,7 +31,6 @@ __all__ = [
     "create_store",
     "open_store",
     "VerifyReport",
-    "export_hf",
     "format_info",
     "merge_stores",
     "store_info",

@@ -20,6 +20,8 @@ def store_info(store: PefStore) -> dict:
     layout = config.parameter_layout
     return {
         "path": str(store.path),
+        "url": store.url,
+        "revision": store.revision,
         "status": store.status,
         "kind": config.kind,
         "num_examples": store.num_examples,
@@ -29,7 +31,8 @@ def store_info(store: PefStore) -> dict:
         "num_shards": len(store.shards),
         "shard_examples": config.shard_examples,
         "chunk_examples": config.chunk_examples,
-        "size_on_disk": _files.directory_size(store.path),
+        # a remote store's size would take a listing (impossible over plain HTTP): not given
+        "size_on_disk": None if store.location.local is None else _files.directory_size(store.location.local),
         "fingerprint": store.fingerprint,
         "projection": config.projection,
         "parameter_layout": None if layout is None else {
@@ -62,7 +65,7 @@ def format_info(info: dict) -> str:
                   f"{info['dtype']}"),
         ("shards", f"{info['num_shards']} of up to {info['shard_examples']} examples "
                    f"(checked chunks of {info['chunk_examples']})"),
-        ("on disk", format_bytes(info["size_on_disk"])),
+        ("on disk", "remote" if info["size_on_disk"] is None else format_bytes(info["size_on_disk"])),
         ("projection", projection_text),
         ("parameters", layout_text),
         ("model", "not recorded" if model is None

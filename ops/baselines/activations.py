@@ -118,11 +118,11 @@ def build_activation_store(model: nn.Module, examples: Sequence[dict], task: Tas
     writer = create_store(out, rank=1, dim=hidden, projection={"kind": "none"}, kind=STORE_KIND,
                           model=model_identity(model, model_name), pef_spec=spec, overwrite=overwrite,
                           resume=resume, command=command, shard_examples=shard_examples)
-    from tqdm.auto import tqdm
+    from npeff.progress import progress_bar
 
     first = start + writer.num_examples
-    with tqdm(total=stop - start, initial=first - start, unit="ex", desc="activations", disable=not progress,
-              dynamic_ncols=True) as bar:
+    with progress_bar(total=stop - start, initial=first - start, unit="ex", desc="activations",
+                      enabled=progress) as bar:
         for batch_start in range(first, stop, batch_size):
             indices = list(range(batch_start, min(batch_start + batch_size, stop)))
             batch = [examples[i] for i in indices]

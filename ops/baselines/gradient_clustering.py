@@ -13,7 +13,6 @@ examples without a PEF) and the inertia per iteration (as ``losses``) are kept b
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -91,7 +90,7 @@ def cluster(store: PefStore | str | Path, n_clusters: int | None = None, *, conf
 
     m = store.num_examples
     runner = make_runner(store, device=device, dtype=dtype, cluster=cluster, memory_budget=parse_bytes(memory_budget))
-    from tqdm.auto import tqdm
+    from npeff.progress import progress_bar
 
     inertia, relocated, step_seconds = [], [], []
     converged = False
@@ -108,8 +107,7 @@ def cluster(store: PefStore | str | Path, n_clusters: int | None = None, *, conf
             centroids = kmeans.kmeans_plus_plus(sample.rows[order], k, generator)
         else:
             centroids = torch.from_numpy(initial_centroids).to(runner.device, dtype)
-        with tqdm(total=config.iterations, desc="cluster", unit="pass", disable=not progress,
-                  dynamic_ncols=True, file=sys.stderr) as bar:
+        with progress_bar(total=config.iterations, desc="cluster", unit="pass", enabled=progress) as bar:
             for _ in range(config.iterations):
                 began = time.perf_counter()
                 partials = runner.run_pass(kmeans.assign_step, centroids)
@@ -141,7 +139,7 @@ def cluster(store: PefStore | str | Path, n_clusters: int | None = None, *, conf
         return result
     manifest = DecompositionManifest(
         method=METHOD, config=config.to_dict(), n_components=k, num_examples=m, dim=store.dim,
-        store=str(store.path), store_fingerprint=store.fingerprint, store_content_id=store.content_id,
+        store=store.url, store_fingerprint=store.fingerprint, store_content_id=store.content_id,
         memory_budget=parse_bytes(memory_budget), cluster=cluster, device=device,
         final_loss=float(final.inertia),
         median_step_seconds=float(np.median(step_seconds)) if step_seconds else None,

@@ -20,7 +20,6 @@ analysis commands read it as they read NPEFF's.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 import numpy as np
@@ -112,10 +111,9 @@ def train_sae(store: PefStore | str | Path, n_latents: int | None = None, *, con
     stream = iter(Minibatches(store, batch_size, generator, mask=mask, device=device, dtype=dtype,
                               memory_budget=parse_bytes(memory_budget)))
     losses, began = [], time.perf_counter()
-    from tqdm.auto import tqdm
+    from npeff.progress import progress_bar
 
-    for _ in tqdm(range(config.steps), desc="sae", unit="step", disable=not progress, dynamic_ncols=True,
-                  file=sys.stderr):
+    for _ in progress_bar(range(config.steps), desc="sae", unit="step", enabled=progress):
         x = next(stream)
         reconstruction, _ = model(x)
         loss = ((reconstruction - x) ** 2).sum(dim=1).mean()
@@ -136,7 +134,7 @@ def train_sae(store: PefStore | str | Path, n_latents: int | None = None, *, con
         return result
     manifest = DecompositionManifest(
         method=METHOD, config=config.to_dict(), n_components=config.n_latents, num_examples=store.num_examples,
-        dim=store.dim, store=str(store.path), store_fingerprint=store.fingerprint, store_content_id=store.content_id,
+        dim=store.dim, store=store.url, store_fingerprint=store.fingerprint, store_content_id=store.content_id,
         memory_budget=parse_bytes(memory_budget), device=device, final_loss=losses[-1],
         median_step_seconds=seconds / config.steps,
         details={"dead_latents": dead, "steps_per_second": result["steps_per_second"], "batch_size": batch_size,

@@ -4,7 +4,6 @@ and the finished decomposition written (:mod:`npeff.store.decomposition`)."""
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -91,13 +90,13 @@ def decompose(
     try:
         runner.start({"W": w0.to(dtype), "mask": mask})
         h = h0.to(runner.device, dtype)
-        from tqdm.auto import tqdm
+        from npeff.progress import log, progress_bar
 
         plan = getattr(runner, "plan", None)  # a cluster's workers hold their shards whole
         if progress and plan is not None:
-            tqdm.write(f"npeff: {plan.summary()}", file=sys.stderr)
-        with tqdm(total=config.total_steps, initial=start, desc="decompose", unit="step", disable=not progress,
-                  dynamic_ncols=True) as bar:
+            log.info(plan.summary())
+        with progress_bar(total=config.total_steps, initial=start, desc="decompose", unit="step",
+                          enabled=progress) as bar:
             for step in range(start, config.total_steps):
                 began = time.perf_counter()
                 joint = step >= config.warmup_steps
@@ -125,7 +124,7 @@ def decompose(
         return result
     manifest = DecompositionManifest(
         config=config.to_dict(), n_components=config.n_components, num_examples=store.num_examples,
-        dim=store.dim, store=str(store.path), store_fingerprint=store.fingerprint,
+        dim=store.dim, store=store.url, store_fingerprint=store.fingerprint,
         store_content_id=store.content_id, memory_budget=budget, cluster=cluster, device=device,
         final_loss=losses[-1] if losses else None,
         median_step_seconds=float(np.median(step_seconds)) if step_seconds else None,

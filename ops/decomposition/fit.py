@@ -59,18 +59,18 @@ def fit_coefficients(decomposition: Decomposition | str | Path, store: PefStore 
     per_value = torch.empty((), dtype=torch_dtype).element_size()
     runner = LocalRunner(store, device=device, dtype=torch_dtype, memory_budget=parse_bytes(memory_budget),
                          reserved_bytes=algorithm.W_FOOTPRINT * store.num_examples * c * per_value)
-    from tqdm.auto import tqdm
+    from npeff.progress import progress_bar
 
     try:
         runner.start({"W": w})
-        for _ in tqdm(range(steps), desc="fit", unit="step", disable=not progress):
+        for _ in progress_bar(range(steps), desc="fit", unit="step", enabled=progress):
             runner.run_pass(algorithm.fit_step, h, m_matrix)
         coefficients = runner.gather("W").cpu().numpy()
     finally:
         runner.close()
     if out is not None:
         write_coefficients(out, coefficients, CoefficientsManifest(
-            decomposition=str(decomposition.path), store=str(store.path), store_fingerprint=store.fingerprint,
+            decomposition=str(decomposition.path), store=store.url, store_fingerprint=store.fingerprint,
             store_content_id=store.content_id, steps=steps, num_examples=store.num_examples, n_components=c,
             provenance=dict(new_provenance(command), finalized=now_iso())), overwrite=overwrite)
     return coefficients

@@ -102,7 +102,7 @@ def make_model(seed: int):
 def train(model, tokenizer, examples: list[dict], *, epochs: int, seed: int, batch_size: int = 64,
           lr: float = 3e-3, progress: bool = False) -> list[float]:
     """Plain Adam on cross-entropy; returns the mean loss of each epoch. Leaves the model in eval mode."""
-    from tqdm.auto import tqdm
+    from npeff.progress import progress_bar
 
     generator = torch.Generator().manual_seed(seed)
     encoded = tokenizer([e["text"] for e in examples], padding=True, return_tensors="pt")
@@ -111,7 +111,7 @@ def train(model, tokenizer, examples: list[dict], *, epochs: int, seed: int, bat
     model.train()
     history = []
     steps = epochs * ((len(examples) + batch_size - 1) // batch_size)
-    bar = tqdm(total=steps, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=steps, desc="train", unit="step", enabled=progress)
     for _ in range(epochs):
         order = torch.randperm(len(examples), generator=generator)
         losses = []

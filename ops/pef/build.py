@@ -176,10 +176,9 @@ def build_store(
         dim=dim, backend=backend, dtype=parameter_dtype, memory_budget=memory_budget,
     )
     first = start + writer.num_examples
-    from tqdm.auto import tqdm
+    from npeff.progress import progress_bar
 
-    bar = tqdm(total=stop - start, initial=first - start, unit="ex", desc="build", disable=not progress,
-               dynamic_ncols=True)
+    bar = progress_bar(total=stop - start, initial=first - start, unit="ex", desc="build", enabled=progress)
     for batch_start in range(first, stop, batch_size):
         indices = list(range(batch_start, min(batch_start + batch_size, stop)))
         writer.append(*batch_pefs(setup, [examples[i] for i in indices], indices))

@@ -175,7 +175,7 @@ def perturb(decomposition, *, store=None, model: str | None = None, out: str | P
         The summary: ``kl_ratio_geomean``, ``norm_ratio_geomean``, the settings, and ``components``
         (one record per component, as in ``out/components.parquet``).
     """
-    from tqdm.auto import tqdm
+    from npeff.progress import progress_bar
 
     from npeff.ops.analysis import open_store_for, top_indices
     from npeff.ops.pef import load_model_and_tokenizer
@@ -196,7 +196,7 @@ def perturb(decomposition, *, store=None, model: str | None = None, out: str | P
     if not model:
         raise InvalidArgumentError(f"{store.path} records no model; give one with --model")
     projection = store.manifest["projection"]
-    manifest = {"decomposition": str(decomposition.path), "store": str(store.path), "model": str(model),
+    manifest = {"decomposition": str(decomposition.path), "store": store.url, "model": str(model),
                 "components": chosen, "settings": settings.to_dict(), "projection": projection}
     records = results.prepare_perturbation_dir(out, manifest, overwrite=overwrite) if out is not None else {}
     formulation = (store.manifest.get("pef_spec") or {}).get("formulation", "classifier")
@@ -207,7 +207,7 @@ def perturb(decomposition, *, store=None, model: str | None = None, out: str | P
     log(f"perturbing {len(chosen)} components; baseline of {len(perturber.baseline)} examples; "
         + (f"{len(records)} done earlier" if records else "from the start"))
     fpc_settings = None
-    for component in tqdm(chosen, desc="perturb", unit="component", disable=not progress):
+    for component in progress_bar(chosen, desc="perturb", unit="component", enabled=progress):
         if component in records:
             continue
         began = time.perf_counter()

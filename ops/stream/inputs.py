@@ -3,6 +3,8 @@ mask of its examples that have a PEF (status ``ok``)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -10,8 +12,11 @@ from npeff.errors import BackendUnavailableError, InvalidArgumentError
 from npeff.store.schema import STATUS_OK
 
 
-def check_device(device: str, cluster: str | None = None) -> None:
+def check_device(device: str, cluster: Any = None) -> None:
     """Refuse a device torch cannot use here (a remote cluster's workers may have GPUs we lack).
+
+    ``cluster`` is as :func:`~npeff.ops.stream.distributed.resolve_cluster` returns it: None,
+    ``local:N``, a scheduler file or address, or a ``distributed.Client`` (taken as remote).
 
     Raises:
         InvalidArgumentError: not a torch device, or not ``cpu``/``cuda``/``cuda:N``.
@@ -23,7 +28,7 @@ def check_device(device: str, cluster: str | None = None) -> None:
         raise InvalidArgumentError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
     if parsed.type not in ("cpu", "cuda"):
         raise InvalidArgumentError(f"device {device!r} is not supported; use cpu, cuda or cuda:N")
-    remote = cluster is not None and not cluster.startswith("local:")
+    remote = cluster is not None and not (isinstance(cluster, str) and cluster.startswith("local:"))
     if parsed.type == "cuda" and not remote and not torch.cuda.is_available():
         raise BackendUnavailableError(f"--device {device}: torch sees no CUDA GPU here "
                                       f"(torch {torch.__version__}, CUDA build: {torch.version.cuda is not None})")

@@ -103,7 +103,8 @@ def test_cli_reads_remote_stores(http_root, tmp_path):
     url = f"{http_root.url}/s"
     npeff = [sys.executable, "-m", "npeff.cli.main"]
     info = subprocess.run([*npeff, "info", url, "--json"], capture_output=True, text=True, check=True)
-    assert json.loads(info.stdout)["num_examples"] == 12
+    described = json.loads(info.stdout)
+    assert (described["num_examples"], described["url"], described["size_on_disk"]) == (12, url, None)
     verify = subprocess.run([*npeff, "verify", url], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr
     subprocess.run([*npeff, "decompose", url, "--out", str(tmp_path / "d"), "-C", "3", "--warmup-steps", "2",

@@ -21,7 +21,6 @@ The result is a decomposition directory (``method`` = ``sed``): ``H`` ``[K, d]``
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -117,11 +116,10 @@ def train_directions(store: PefStore, config: SedConfig, scale: float, batch_siz
         initial = directions().to("cpu").numpy().copy()
     optimiser = torch.optim.Adam(directions.parameters(), lr=config.lr)
     history = np.zeros((3, config.steps))
-    from tqdm.auto import tqdm
+    from npeff.progress import progress_bar
 
     began = time.perf_counter()
-    for step in tqdm(range(config.steps), desc="sed", unit="step", disable=not progress, dynamic_ncols=True,
-                     file=sys.stderr):
+    for step in progress_bar(range(config.steps), desc="sed", unit="step", enabled=progress):
         if step:
             batch = next(stream)
         loss, reconstruction, sparsity = sed_loss(batch, directions(), config.l1, scale)
@@ -186,7 +184,7 @@ def sparse_eigendecomposition(store: PefStore | str | Path, n_components: int | 
     tail = slice(max(0, config.steps - max(1, config.steps // 100)), None)  # the last 1% of the steps
     manifest = DecompositionManifest(
         method=METHOD, config=config.to_dict(), n_components=config.n_components, num_examples=store.num_examples,
-        dim=store.dim, store=str(store.path), store_fingerprint=store.fingerprint, store_content_id=store.content_id,
+        dim=store.dim, store=store.url, store_fingerprint=store.fingerprint, store_content_id=store.content_id,
         memory_budget=budget, device=device, final_loss=float(history[0, -1]), median_step_seconds=None,
         details={"objective": OBJECTIVE, "scale": scale, "batch_size": batch_size, "steps_per_second": result["steps_per_second"],
                  "reconstruction": float(history[1, tail].mean()), "sparsity": float(history[2, tail].mean()),
