@@ -17,8 +17,10 @@ from npeff.ops.baselines.config import ClusterConfig, SaeConfig
 @DEVICE
 @MEMORY_BUDGET
 @click.option("--cluster", "dask_cluster", default=None,
-              help="local:N (N dask workers in this process) or the address of a running dask.distributed "
-                   "scheduler.")
+              help="local:N (N dask workers in this process), a scheduler file (from dask scheduler "
+                   "--scheduler-file F: an existing file, or a path ending in .json) or the address of a running "
+                   "dask.distributed scheduler (tcp://host:8786). Default: $DASK_SCHEDULER_ADDRESS if set, else "
+                   "this process. The workers must run this npeff version.")
 @overwrite_option("an existing clustering at --out")
 def cluster_command(store, out, device, memory_budget, dask_cluster, overwrite, **settings):
     """Gradient clustering: k-means on the unit-normalised gradients of STORE (paper, section 3.1).

@@ -24,7 +24,11 @@ from npeff.ops.decomposition.sed.config import SedConfig
                    "the rest stays in host RAM and is copied over each step.")
 @click.option("--cluster", default=None,
               help="local:N (N dask workers in this process; with --device cuda, a LocalCUDACluster, "
-                   "one process per GPU) or the address of a running dask.distributed scheduler.")
+                   "one process per GPU), a scheduler file (from dask scheduler --scheduler-file F: an existing "
+                   "file, or a path ending in .json) or the address of a running dask.distributed scheduler "
+                   "(tcp://host:8786). Default: $DASK_SCHEDULER_ADDRESS if set, else this process. The workers "
+                   "must run this npeff version; if one is lost, rerun with --resume to continue from the last "
+                   "--checkpoint-every checkpoint.")
 @click.option("--checkpoint-every", default=0, show_default=True, type=click.IntRange(0),
               help="Write H, W and the step every K steps (0: never).")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")

@@ -24,3 +24,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _no_dask_scheduler_from_the_environment(monkeypatch):
+    """A ``DASK_SCHEDULER_ADDRESS`` of the machine running the tests would send every decomposition
+    to that cluster; tests that want one set it themselves."""
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)

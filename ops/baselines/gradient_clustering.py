@@ -24,6 +24,7 @@ from npeff.errors import InvalidArgumentError
 from npeff.ops.baselines import kmeans
 from npeff.ops.baselines.config import ClusterConfig
 from npeff.ops.stream import check_device, make_runner, ok_mask, parse_bytes, require_finalized
+from npeff.ops.stream.distributed import cluster_label, resolve_cluster
 from npeff.store import PefStore, open_store
 from npeff.store.decomposition import (Decomposition, DecompositionManifest, open_decomposition,
                                        prepare_decomposition_dir, write_decomposition)
@@ -70,6 +71,7 @@ def cluster(store: PefStore | str | Path, n_clusters: int | None = None, *, conf
     store = store if isinstance(store, PefStore) else open_store(store)
     require_finalized(store)
     check_gradient_store(store)
+    cluster = resolve_cluster(cluster)  # --cluster, a Client, or $DASK_SCHEDULER_ADDRESS; None: here
     check_device(device, cluster)
     config = resolve_config(ClusterConfig, config, "n_clusters", n_clusters, overrides)
     k = config.n_clusters
@@ -140,7 +142,7 @@ def cluster(store: PefStore | str | Path, n_clusters: int | None = None, *, conf
     manifest = DecompositionManifest(
         method=METHOD, config=config.to_dict(), n_components=k, num_examples=m, dim=store.dim,
         store=store.url, store_fingerprint=store.fingerprint, store_content_id=store.content_id,
-        memory_budget=parse_bytes(memory_budget), cluster=cluster, device=device,
+        memory_budget=parse_bytes(memory_budget), cluster=cluster_label(cluster), device=device,
         final_loss=float(final.inertia),
         median_step_seconds=float(np.median(step_seconds)) if step_seconds else None,
         details={"iterations": len(inertia), "converged": converged, "relocated_empty": int(sum(relocated)),

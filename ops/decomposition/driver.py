@@ -16,6 +16,7 @@ from npeff.errors import DecompositionError, IncompatibleStoresError, InvalidArg
 from npeff.ops.decomposition import algorithm
 from npeff.ops.decomposition.config import DecomposeConfig
 from npeff.ops.stream import check_device, make_runner, ok_mask, parse_bytes, require_finalized
+from npeff.ops.stream.distributed import cluster_label, resolve_cluster
 from npeff.store import PefStore, open_store
 from npeff.store.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from npeff.store.decomposition import (Decomposition, DecompositionManifest, open_decomposition,
@@ -53,8 +54,10 @@ def decompose(
         device_memory_budget: bytes of the resident chunks kept on the compute device (default:
             all on a CPU; 90% of the free memory of a GPU, less W and the pieces in flight); the
             other resident chunks stay in host memory and are copied over each iteration.
-        cluster: ``"local:N"`` (N workers in this process; a LocalCUDACluster with ``cuda``) or
-            the address of a dask.distributed scheduler.
+        cluster: ``"local:N"`` (N workers in this process; a LocalCUDACluster with ``cuda``), a
+            dask scheduler file, the address of a dask.distributed scheduler, or a
+            ``distributed.Client`` (left open); None: ``$DASK_SCHEDULER_ADDRESS`` if set, else this
+            process (see :func:`npeff.ops.stream.distributed.resolve_cluster`).
         checkpoint_every: write H, W, the step and the losses every K steps (needs ``out``).
         resume: continue from the checkpoint in ``out``.
 
@@ -64,6 +67,7 @@ def decompose(
     """
     store = store if isinstance(store, PefStore) else open_store(store)
     require_finalized(store)
+    cluster = resolve_cluster(cluster)  # --cluster, a Client, or $DASK_SCHEDULER_ADDRESS; None: here
     check_device(device, cluster)
     config = resolve_config(DecomposeConfig, config, "n_components", n_components, overrides)
     budget, device_budget = parse_bytes(memory_budget), parse_bytes(device_memory_budget)
@@ -125,7 +129,7 @@ def decompose(
     manifest = DecompositionManifest(
         config=config.to_dict(), n_components=config.n_components, num_examples=store.num_examples,
         dim=store.dim, store=store.url, store_fingerprint=store.fingerprint,
-        store_content_id=store.content_id, memory_budget=budget, cluster=cluster, device=device,
+        store_content_id=store.content_id, memory_budget=budget, cluster=cluster_label(cluster), device=device,
         final_loss=losses[-1] if losses else None,
         median_step_seconds=float(np.median(step_seconds)) if step_seconds else None,
         provenance=dict(new_provenance(command), finalized=now_iso()))

@@ -3,22 +3,38 @@
 Each worker holds one :class:`Partition` (a dask actor) for the whole run: shard i lives on worker
 i mod N, read there once, with its per-example state rows. Every pass only the chunk step and the
 small shared tensors travel to the workers, and each partition's summed partials travel back.
+
+Which cluster (:func:`resolve_cluster`): ``local:N``, a scheduler file, a scheduler address, a
+``distributed.Client``, or, when none is given, ``$DASK_SCHEDULER_ADDRESS``. The workers must run
+this process's npeff (:func:`check_worker_versions`); a worker lost mid-run ends the run with a
+:class:`~npeff.errors.DecompositionError` naming it (:func:`result_from_worker`), never a hang.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from typing import Any, Callable
 
 import torch
 
-from npeff.errors import BackendUnavailableError, InvalidArgumentError
+from npeff.errors import BackendUnavailableError, DecompositionError, InvalidArgumentError
 from npeff.ops.stream.load import aligned
 from npeff.ops.stream.plan import Piece
 from npeff.ops.stream.runner import ChunkStep, P, PieceState, to_device
 from npeff.ops.stream.schedule import add_partials
 
 DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64"}
+#: dask's own variable for the scheduler of the default client, honoured when no cluster is given
+SCHEDULER_ADDRESS_VARIABLE = "DASK_SCHEDULER_ADDRESS"
+#: address schemes whose location is ``host:port``
+HOST_PORT_SCHEMES = ("tcp", "tls", "ws", "wss")
+#: seconds between checks that the worker a call waits on is still in the cluster
+WORKER_POLL_SECONDS = 1.0
+#: seconds to connect to a scheduler, and to wait for a first worker
+CONNECT_TIMEOUT_SECONDS = 20
+WORKERS_TIMEOUT_SECONDS = 120
 
 
 class Partition:
@@ -95,7 +111,7 @@ def start_local_cluster(workers: int, device: str):
                 from dask_cuda import LocalCUDACluster
             except ImportError:
                 raise BackendUnavailableError(
-                    "--cluster local:N with --device cuda needs dask-cuda (pip install dask-cuda)") from None
+                    "--cluster local:N with --device cuda needs dask-cuda: pip install 'npeff[cuda]'") from None
             return LocalCUDACluster(n_workers=workers, threads_per_worker=1, dashboard_address=None)
         return LocalCluster(n_workers=workers, threads_per_worker=1, processes=False, dashboard_address=None)
 
@@ -113,81 +129,330 @@ def parse_local_workers(cluster: str) -> int | None:
     return workers
 
 
+def resolve_cluster(cluster: Any = None) -> Any:
+    """Where the passes run: ``cluster`` as given, else ``$DASK_SCHEDULER_ADDRESS``, else None (here).
+
+    A string is checked at once, so that a mistake fails before any work:
+
+    - ``local:N``: N workers npeff starts in this process (see :func:`start_local_cluster`);
+    - a scheduler file (what ``dask scheduler --scheduler-file F`` writes): an existing file, or a
+      path ending in ``.json`` or holding a ``/``;
+    - otherwise a scheduler address, ``tcp://host:8786`` (or ``host:8786``, ``tls://...``).
+
+    A ``distributed.Client`` is used as it is (and never closed by npeff).
+
+    Returns:
+        The client or the stripped string; None to run in this process.
+
+    Raises:
+        InvalidArgumentError: a malformed ``local:N`` or address, a missing or malformed scheduler
+            file, or something that is neither a string nor a client.
+    """
+    source = "--cluster"
+    if cluster is None or (isinstance(cluster, str) and not cluster.strip()):
+        cluster = os.environ.get(SCHEDULER_ADDRESS_VARIABLE, "").strip() or None
+        source = SCHEDULER_ADDRESS_VARIABLE
+        if cluster is None:
+            return None
+    if isinstance(cluster, str):
+        cluster = cluster.strip()
+        kind = cluster_kind(cluster)
+        if kind == "local":
+            parse_local_workers(cluster)
+        elif kind == "file":
+            scheduler_file_address(cluster, source)
+        else:
+            check_address(cluster, source)
+        return cluster
+    if not is_client(cluster):
+        raise InvalidArgumentError(f"cluster must be local:N, a scheduler file, a scheduler address or a "
+                                   f"distributed.Client, got a {type(cluster).__name__}")
+    if cluster.status not in ("running", "connecting", "newly-created"):
+        raise InvalidArgumentError(f"the distributed.Client passed as cluster is {cluster.status}; pass an open one")
+    return cluster
+
+
+def is_client(value: Any) -> bool:
+    """Whether ``value`` is a ``distributed.Client`` (distributed is imported only for non-strings)."""
+    if value is None or isinstance(value, str):
+        return False
+    from distributed import Client
+
+    return isinstance(value, Client)
+
+
+def cluster_kind(cluster: str) -> str:
+    """``local`` (``local:N``), ``file`` (a scheduler file) or ``address``; see :func:`resolve_cluster`."""
+    if cluster.startswith("local:"):
+        return "local"
+    if "://" in cluster:
+        return "address"
+    if os.path.isfile(cluster) or cluster.endswith(".json") or "/" in cluster or os.sep in cluster:
+        return "file"
+    return "address"
+
+
+def scheduler_file_address(path: str, source: str = "--cluster") -> str:
+    """The scheduler address written in the scheduler file at ``path`` (JSON with an ``address``)."""
+    how = f"a dask scheduler writes it with: dask scheduler --scheduler-file {path}"
+    if not os.path.isfile(path):
+        raise InvalidArgumentError(f"{source} {path}: no scheduler file there ({how})")
+    try:
+        with open(path, encoding="utf-8") as file:
+            content = json.load(file)
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise InvalidArgumentError(f"{source} {path} is not a dask scheduler file ({reason}); {how}") from None
+    address = content.get("address") if isinstance(content, dict) else None
+    if not isinstance(address, str) or not address:
+        raise InvalidArgumentError(f"{source} {path} is not a dask scheduler file (it has no \"address\"); {how}")
+    problem = address_problem(address)
+    if problem:
+        raise InvalidArgumentError(f"{source} {path} is not a dask scheduler file (its address {address!r}: "
+                                   f"{problem}); {how}")
+    return address
+
+
+def address_problem(address: str) -> str | None:
+    """Why ``address`` cannot be a scheduler address (an unknown scheme, ``host:port`` without a
+    port), or None."""
+    from distributed.comm import registry
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address, strict=False)
+        registry.get_backend(scheme)
+        if scheme in HOST_PORT_SCHEMES:
+            host, _ = parse_host_port(location)
+            if not host:
+                return "no host"
+    except (ValueError, TypeError) as error:
+        return str(error)
+    return None
+
+
+def check_address(address: str, source: str = "--cluster") -> None:
+    """Refuse what cannot be a scheduler address (see :func:`address_problem`)."""
+    problem = address_problem(address)
+    if problem:
+        raise InvalidArgumentError(f"{source} {address!r} is neither local:N, a scheduler file nor a scheduler "
+                                   f"address like tcp://host:8786 ({problem})")
+
+
+def cluster_label(cluster: Any) -> str | None:
+    """What a manifest records of the cluster: the string as given, a client's scheduler address."""
+    if cluster is None or isinstance(cluster, str):
+        return cluster
+    return str(cluster.scheduler.address)
+
+
+def check_worker_versions(client, workers: list[str]) -> None:
+    """Refuse workers whose ``npeff.__version__`` differs from this process's, or that cannot import npeff.
+
+    One ``client.run`` of ``getattr(npeff, "__version__")``: the module travels by name, so each
+    worker imports its own npeff (a light import, without torch).
+
+    Raises:
+        InvalidArgumentError: naming each worker that differs and what it has.
+    """
+    import npeff
+
+    expected = npeff.__version__
+    found = client.run(getattr, npeff, "__version__", workers=list(workers), on_error="return")
+    wrong = []
+    for address in sorted(found):
+        version = found[address]
+        if isinstance(version, BaseException):
+            text = str(version).splitlines()[0] if str(version) else type(version).__name__
+            wrong.append(f"{address} cannot import npeff ({text})")
+        elif version != expected:
+            wrong.append(f"{address} has npeff {version}")
+    if wrong:
+        shown = "; ".join(wrong[:5]) + (f"; and {len(wrong) - 5} more" if len(wrong) > 5 else "")
+        raise InvalidArgumentError(f"the dask workers must run npeff {expected}, as this process does: {shown}; "
+                                   f"install npeff {expected} where the workers run and restart them")
+
+
+def lost_worker_error(address: str, reason: str) -> DecompositionError:
+    """The one-line error of a worker lost mid-run, with how to go on."""
+    return DecompositionError(
+        f"lost the dask worker {address} mid-run ({reason}); the shards and state it held are gone. "
+        f"Run again; a decomposition written with --checkpoint-every continues from its last checkpoint "
+        f"with: npeff decompose ... --out SAME --resume")
+
+
+def worker_lost(client, address: str, home=None) -> bool:
+    """Whether ``address`` has left the cluster, or the actor ``home`` (its future) was lost with it."""
+    if home is not None and home.status in ("error", "lost", "cancelled"):
+        return True
+    try:
+        return address not in client.nthreads()  # {address: threads}: the smallest list of the workers
+    except (OSError, RuntimeError):  # the scheduler is unreachable: not a verdict on the worker
+        return False
+
+
+def result_from_worker(client, call, address: str, home=None) -> Any:
+    """The result of ``call`` running on the worker ``address``, or an error as soon as it is lost.
+
+    Args:
+        client: the ``distributed.Client``.
+        call: a future (a task, e.g. an actor being created) or an actor call.
+        address: the worker it runs on.
+        home: for an actor call, the future of the actor: its worker's loss shows there, and a
+            failure to reach the worker (``CommClosedError``, distributed's ``OSError("Unable to
+            contact Actor's worker")``) means the worker is gone.
+
+    Raises:
+        DecompositionError: the worker died, or left the cluster (a hung worker leaves when it
+            misses its heartbeats for ``distributed.scheduler.worker-ttl``, 5 minutes by default).
+        Exception: whatever the call itself raised, as it is.
+
+    Notes:
+        Checks the cluster every :data:`WORKER_POLL_SECONDS` while waiting (one small RPC to the
+        scheduler, its workers' addresses); a call that is done returns at once.
+    """
+    from distributed import KilledWorker
+    from distributed.comm import CommClosedError
+
+    while True:
+        try:
+            return call.result(timeout=WORKER_POLL_SECONDS)
+        except TimeoutError:
+            if call.done():
+                raise  # the call itself raised TimeoutError
+            if worker_lost(client, address, home):
+                raise lost_worker_error(address, "it left the cluster") from None
+        except Exception as error:
+            # an OSError itself (not a subclass such as FileNotFoundError) is distributed's "cannot reach"
+            unreachable = home is not None and (isinstance(error, CommClosedError) or type(error) is OSError)
+            if unreachable or isinstance(error, KilledWorker) or worker_lost(client, address, home):
+                text = " ".join(str(error).split())
+                raise lost_worker_error(address, f"{type(error).__name__}: {text}" if text
+                                        else type(error).__name__) from None
+            raise
+
+
 class DistributedRunner:
     """One :class:`Partition` actor per worker, shard i on worker i mod N; the data and the state rows
     never move. Implements :class:`~npeff.ops.stream.runner.Runner`; partials arrive on the CPU.
 
     Args:
         store: the PEF store (its path must be readable by the workers).
-        cluster: ``local:N`` or a scheduler address.
+        cluster: ``local:N``, a scheduler file, a scheduler address (see :func:`resolve_cluster`) or
+            a ``distributed.Client``; npeff closes what it opened, never a client it was given.
         device: the workers' compute device.
         dtype: the compute dtype.
+
+    Raises:
+        InvalidArgumentError: the scheduler cannot be reached, the cluster has no workers, or a
+            worker runs another npeff (at :meth:`start`).
+        DecompositionError: a worker was lost mid-run (see :func:`result_from_worker`).
     """
 
     device = torch.device("cpu")
 
-    def __init__(self, store, *, cluster: str, device: str = "cpu", dtype: torch.dtype = torch.float32):
-        from distributed import Client
-
+    def __init__(self, store, *, cluster: Any, device: str = "cpu", dtype: torch.dtype = torch.float32):
         self.store, self.worker_device, self.dtype = store, device, dtype
         self._cluster = None
         self._threads = torch.get_num_threads()  # in-process workers set torch's (process-wide) threads
-        workers = parse_local_workers(cluster)
-        if workers is not None:
-            self._cluster = start_local_cluster(workers, device)
-            self.client = Client(self._cluster)
-            self.client.wait_for_workers(workers, timeout=120)
-        else:
-            try:
-                self.client = Client(cluster, timeout="20s")
-            except OSError as error:
-                raise InvalidArgumentError(f"cannot reach the dask scheduler at {cluster}: {error}") from None
+        self.client, self._owns_client = self._connect(resolve_cluster(cluster), device)
         self.partitions: list = []
         self.ranges: list[list[tuple[int, int]]] = []
+        self._homes: list = []  # the actors' futures
+        self._addresses: list[str] = []  # the worker of each partition
+
+    def _connect(self, cluster: Any, device: str):
+        """``(client, whether npeff opened it)`` for a resolved ``cluster``."""
+        from distributed import Client
+
+        if cluster is None:
+            raise InvalidArgumentError("a DistributedRunner needs a cluster (local:N, a scheduler file or address)")
+        if not isinstance(cluster, str):
+            return cluster, False
+        kind = cluster_kind(cluster)
+        if kind == "local":
+            workers = parse_local_workers(cluster)
+            self._cluster = start_local_cluster(workers, device)
+            client = Client(self._cluster)
+            client.wait_for_workers(workers, timeout=WORKERS_TIMEOUT_SECONDS)
+            return client, True
+        address = scheduler_file_address(cluster) if kind == "file" else cluster
+        where = f"at {address} (from {cluster})" if kind == "file" else f"at {address}"
+        try:
+            if kind == "file":
+                return Client(scheduler_file=cluster, timeout=f"{CONNECT_TIMEOUT_SECONDS}s"), True
+            return Client(cluster, timeout=f"{CONNECT_TIMEOUT_SECONDS}s"), True
+        except OSError as error:
+            raise InvalidArgumentError(f"cannot reach the dask scheduler {where}: {error}") from None
 
     def start(self, rows: dict[str, torch.Tensor]) -> None:
         client = self.client
-        client.wait_for_workers(1, timeout=120)
-        workers = sorted(client.scheduler_info()["workers"])
+        try:
+            client.wait_for_workers(1, timeout=WORKERS_TIMEOUT_SECONDS)
+        except TimeoutError:
+            raise InvalidArgumentError(f"the dask cluster at {cluster_label(client)} has no workers after "
+                                       f"{WORKERS_TIMEOUT_SECONDS} s; start some (dask worker ADDRESS)") from None
+        workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
         if not workers:
             raise InvalidArgumentError("the dask cluster has no workers")
+        check_worker_versions(client, workers)
         shards = self.store.shards
         homes = [(address, [(s.index, s.start, s.stop) for s in shards[i::len(workers)]])
                  for i, address in enumerate(workers[:len(shards)])]  # shard i on worker i mod N
-        futures = [client.submit(Partition, str(self.store.path), held, DTYPE_NAMES[self.dtype],
+        futures = [client.submit(Partition, self.store.url, held, DTYPE_NAMES[self.dtype],
                                  self.worker_device, workers=[address], allow_other_workers=False, actor=True,
                                  pure=False)
                    for address, held in homes]
-        self.partitions = [future.result() for future in futures]
+        self._homes, self._addresses = futures, [address for address, _ in homes]
+        self.partitions = [result_from_worker(client, future, address)
+                           for future, address in zip(futures, self._addresses)]
         self.ranges = [[(start, stop) for _, start, stop in held] for _, held in homes]
-        for partition, ranges in zip(self.partitions, self.ranges):
+        for i, ranges in enumerate(self.ranges):
             parts = {name: [value[a:b].clone() for a, b in ranges] for name, value in rows.items()}
-            partition.set_rows(parts).result()
+            self._result(i, self._call(i, "set_rows", parts))
+
+    def _call(self, i: int, method: str, *args: Any):
+        """``method(*args)`` started on partition ``i``'s actor (distributed refuses to once its worker is lost)."""
+        try:
+            return getattr(self.partitions[i], method)(*args)
+        except RuntimeError as error:
+            if worker_lost(self.client, self._addresses[i], self._homes[i]):
+                raise lost_worker_error(self._addresses[i], " ".join(str(error).split())) from None
+            raise
+
+    def _result(self, i: int, call) -> Any:
+        """The result of an actor call on partition ``i``; a lost worker is a :class:`DecompositionError`."""
+        return result_from_worker(self.client, call, self._addresses[i], self._homes[i])
 
     def run_pass(self, step: ChunkStep, *shared: Any, combine: Callable[[P, P], P] = add_partials) -> P:
         shared = to_device(shared, "cpu")
-        calls = [partition.run(step, shared, combine) for partition in self.partitions]
+        calls = [self._call(i, "run", step, shared, combine) for i in range(len(self.partitions))]
         total = None
         for i, call in enumerate(calls):
-            partials = call.result()
+            partials = self._result(i, call)
             total = partials if i == 0 else combine(total, partials)
         return total
 
     def gather(self, name: str) -> torch.Tensor:
         parts = {}
-        for partition, ranges in zip(self.partitions, self.ranges):
-            for (start, _), rows in zip(ranges, partition.rows_of(name).result()):
+        for i, ranges in enumerate(self.ranges):
+            for (start, _), rows in zip(ranges, self._result(i, self._call(i, "rows_of", name))):
                 parts[start] = rows
         return torch.cat([parts[start] for start in sorted(parts)])
 
     def close(self) -> None:
         self.partitions = []
+        if self._homes and not self._owns_client and self.client.status == "running":
+            # a client we were given lives on: free the actors now (their handles sit in reference cycles)
+            self.client.cancel(self._homes)
+        self._homes = []
         # shutting down in-process workers makes distributed log closed comms as errors: noise here
         quiet = logging.getLogger("distributed")
         level = quiet.level
         quiet.setLevel(logging.CRITICAL)
         try:
-            self.client.close()
+            if self._owns_client:
+                self.client.close()
             if self._cluster is not None:
                 self._cluster.close()
         finally:
