@@ -34,12 +34,6 @@ SETTINGS = dict(warmup_steps=2, joint_steps=3, warmup_lr=0.05, joint_lr=0.05, dt
 LOST_WITHIN_SECONDS = 30
 
 
-@pytest.fixture(autouse=True)
-def no_scheduler_in_the_environment(monkeypatch):
-    """Only the tests that set ``$DASK_SCHEDULER_ADDRESS`` see one."""
-    monkeypatch.delenv(SCHEDULER_ADDRESS_VARIABLE, raising=False)
-
-
 @pytest.fixture
 def pef_store(tmp_path):
     return make_pef_store(tmp_path / "pefs", random_pefs(m=14, seed=9), shard=4)
