@@ -6,6 +6,10 @@ parameters, in closed form: e.g. ``sum_t gy[r, n, t]^T x[n, t]`` for a linear we
 sequences of a batch do not interact, this is exactly each sequence's own gradient (paper,
 section 2.2.1).
 
+A rule may compute a slice ``leading`` of the parameter's first dimension only (the built-in
+affine rules do): a block of contiguous entries of the flat parameter vector, so that a large
+tensor is cut to fit the memory budget while every row of the batch shares each projection call.
+
 Supporting a new layer type is one entry::
 
     register_layer_rule(MyLayer, LayerRule(name="MyLayer", per_sequence_gradient=my_gradient))
@@ -22,10 +26,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-#: ``(module, attribute, x, gy) -> [N, k, *param.shape]`` with ``x`` the layer's recorded first
-#: input ``[N, ..., in]`` and ``gy`` the output gradients of ``k`` rows, ``[k, N, T, out]``
-#: (all positions of a sequence flattened into ``T``).
-PerSequenceGradient = Callable[[nn.Module, str, torch.Tensor, torch.Tensor], torch.Tensor]
+#: ``(module, attribute, x, gy[, leading]) -> [N, k, *param.shape]`` with ``x`` the layer's recorded
+#: first input ``[N, ..., in]`` and ``gy`` the output gradients of ``k`` rows, ``[k, N, T, out]``
+#: (all positions of a sequence flattened into ``T``); a rule with ``slices_leading`` also takes
+#: ``leading``, a slice of the parameter's first dimension, and returns only that part of it.
+PerSequenceGradient = Callable[..., torch.Tensor]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -38,11 +43,23 @@ class LayerRule:
             that it flattens to ``[N * k, n_tensor]`` without a copy.
         excluded_by_default: parameters of this layer type are left out unless ``--include``
             names them (embeddings and normalisation layers, as in the paper).
+        slices_leading: ``per_sequence_gradient`` takes a fifth argument ``leading`` (a slice of
+            the parameter's first dimension) and computes only that part.
     """
 
     name: str
     per_sequence_gradient: PerSequenceGradient
     excluded_by_default: bool = False
+    slices_leading: bool = False
+
+    def gradient(self, module: nn.Module, attribute: str, x: torch.Tensor, gy: torch.Tensor,
+                 leading: slice) -> torch.Tensor:
+        """``[N, k, hi - lo, *param.shape[1:]]``: the per-sequence gradients of the entries of the
+        parameter whose first index lies in ``leading = slice(lo, hi)`` (a rule that cannot slice
+        computes the whole parameter, then keeps the slice)."""
+        if self.slices_leading:
+            return self.per_sequence_gradient(module, attribute, x, gy, leading)
+        return self.per_sequence_gradient(module, attribute, x, gy)[:, :, leading]
 
 
 #: layer type -> rule; a key is a class or, for classes of optional libraries, its
@@ -92,18 +109,26 @@ def bias_gradient(gy: torch.Tensor) -> torch.Tensor:
     return gy.sum(dim=2).transpose(0, 1)
 
 
-def linear_gradient(module: nn.Module, attribute: str, x: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
-    """``nn.Linear``: weight ``[out, in]`` gets ``sum_t gy[t] x[t]^T``, shape ``[N, k, out, in]``."""
+ALL = slice(None)
+
+
+def linear_gradient(module: nn.Module, attribute: str, x: torch.Tensor, gy: torch.Tensor,
+                    leading: slice = ALL) -> torch.Tensor:
+    """``nn.Linear``: weight ``[out, in]`` gets ``sum_t gy[t] x[t]^T``, shape ``[N, k, out, in]``
+    (the outputs ``leading`` only: ``[N, k, len(leading), in]``)."""
+    gy = gy[..., leading]
     if attribute == "bias":
         return bias_gradient(gy)
     return torch.einsum("rnto,nti->nroi", gy, flatten_positions(x).to(gy.dtype))
 
 
-def conv1d_gradient(module: nn.Module, attribute: str, x: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
-    """GPT-2's ``Conv1D`` (a linear layer with a transposed ``[in, out]`` weight): ``[N, k, in, out]``."""
+def conv1d_gradient(module: nn.Module, attribute: str, x: torch.Tensor, gy: torch.Tensor,
+                    leading: slice = ALL) -> torch.Tensor:
+    """GPT-2's ``Conv1D`` (a linear layer with a transposed ``[in, out]`` weight): ``[N, k, in, out]``
+    (the inputs ``leading`` only, the weight's first dimension; the bias's is its outputs)."""
     if attribute == "bias":
-        return bias_gradient(gy)
-    return torch.einsum("rnto,nti->nrio", gy, flatten_positions(x).to(gy.dtype))
+        return bias_gradient(gy[..., leading])
+    return torch.einsum("rnto,nti->nrio", gy, flatten_positions(x)[..., leading].to(gy.dtype))
 
 
 def layer_norm_gradient(module: nn.Module, attribute: str, x: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
@@ -132,8 +157,8 @@ def embedding_gradient(module: nn.Module, attribute: str, ids: torch.Tensor, gy:
     return grad.scatter_add_(2, index, weights)
 
 
-register_layer_rule(nn.Linear, LayerRule(name="Linear", per_sequence_gradient=linear_gradient))
-CONV1D_RULE = LayerRule(name="Conv1D", per_sequence_gradient=conv1d_gradient)
+register_layer_rule(nn.Linear, LayerRule(name="Linear", per_sequence_gradient=linear_gradient, slices_leading=True))
+CONV1D_RULE = LayerRule(name="Conv1D", per_sequence_gradient=conv1d_gradient, slices_leading=True)
 register_layer_rule("transformers.pytorch_utils.Conv1D", CONV1D_RULE)
 register_layer_rule("transformers.modeling_utils.Conv1D", CONV1D_RULE)  # its home in older releases
 register_layer_rule(nn.Embedding, LayerRule(name="Embedding", per_sequence_gradient=embedding_gradient,

@@ -93,15 +93,16 @@ class RecordedCall:
     inputs: torch.Tensor
     output: torch.Tensor
 
-    def per_sequence_gradient(self, attribute: str, gy: torch.Tensor) -> torch.Tensor:
-        """Per-sequence gradient of one parameter of this call, for ``k`` rows at once.
+    def per_sequence_gradient(self, attribute: str, gy: torch.Tensor, leading: slice) -> torch.Tensor:
+        """Per-sequence gradient of the first-dimension slice ``leading`` of one parameter of this
+        call, for ``k`` rows at once.
 
-        ``gy`` is ``[k, N, ..., out]``; returns ``[N, k, *param.shape]`` (sequence-major, so that it
-        flattens to ``[N * k, n_tensor]`` without a copy).
+        ``gy`` is ``[k, N, ..., out]``; returns ``[N, k, len(leading), *param.shape[1:]]``
+        (sequence-major, so that it flattens to ``[N * k, n_block]`` without a copy).
         """
         rows, n = gy.shape[0], gy.shape[1]
-        return self.rule.per_sequence_gradient(self.module, attribute, self.inputs,
-                                               gy.reshape(rows, n, -1, gy.shape[-1]))
+        return self.rule.gradient(self.module, attribute, self.inputs, gy.reshape(rows, n, -1, gy.shape[-1]),
+                                  leading)
 
 
 class ActivationRecorder:
@@ -160,8 +161,11 @@ def projected_row_gradients(
             and for one tensor's per-example gradients; rows are processed in groups that fit.
 
     Notes:
-        Memory: the recorded activations, plus about ``memory_budget`` twice. The rows of one group
-        share their projection calls (the hash is amortised over ``B * k`` rows).
+        Memory: the recorded activations, plus about ``memory_budget`` twice. A tensor too large for
+        the budget is cut along its first dimension (contiguous blocks of the flat vector), never
+        along the rows: all ``B * k`` rows of a group share each projection call, so the hash of
+        each parameter entry is computed once per group (once per batch when the output gradients
+        of all rows fit the budget).
     """
     calls = recorder.calls
     outputs = [call.output for call in calls]
@@ -183,12 +187,20 @@ def projected_row_gradients(
         last = min(first + group, n_rows)
         gys = _output_gradients(rows, outputs, first, last)  # each [k, N, ..., out]
         for item in included:
-            per_tensor = max(1, memory_budget // max(1, sequences * item.param.numel() * rows.element_size()))
-            for lo in range(0, last - first, per_tensor):
-                hi = min(lo + per_tensor, last - first)
-                block = _example_gradients(item, calls, by_module, [g[lo:hi] for g in gys],
-                                           sequence_owner, num_examples, rows)
-                project_block(block, item.offset, slice(first + lo, first + hi))
+            leading_size, per_leading = _leading_split(item.param)
+            bytes_per_leading = max(1, sequences * (last - first) * per_leading * rows.element_size())
+            step = max(1, memory_budget // bytes_per_leading)
+            for lo in range(0, leading_size, step):
+                leading = slice(lo, min(lo + step, leading_size))
+                block = _example_gradients(item, calls, by_module, gys, leading, sequence_owner, num_examples, rows)
+                project_block(block, item.offset + lo * per_leading, slice(first, last))
+
+
+def _leading_split(param: torch.Tensor) -> tuple[int, int]:
+    """``(size of the first dimension, entries per first index)`` (a scalar: one of one)."""
+    if param.dim() == 0:
+        return 1, 1
+    return param.shape[0], param.numel() // max(1, param.shape[0])
 
 
 def _output_gradients(rows, outputs, first, last) -> list[torch.Tensor]:
@@ -209,16 +221,20 @@ def _output_gradients(rows, outputs, first, last) -> list[torch.Tensor]:
     return gys
 
 
-def _example_gradients(item, calls, by_module, gys, sequence_owner, num_examples, rows) -> torch.Tensor:
-    """``[B * k, n_tensor]`` per-example gradients of one parameter for ``k`` rows (example-major)."""
+def _example_gradients(item, calls, by_module, gys, leading, sequence_owner, num_examples, rows) -> torch.Tensor:
+    """``[B * k, n_block]`` per-example gradients of the first-dimension slice ``leading`` of one
+    parameter (``n_block`` entries, contiguous in the flat vector) for ``k`` rows (example-major)."""
     k = gys[0].shape[0] if gys else 0
+    scalar = item.param.dim() == 0
     total = None
     for owner in item.owners:
         for i in by_module.get(id(owner.module), []):
-            part = calls[i].per_sequence_gradient(owner.attribute, gys[i])
+            part = calls[i].per_sequence_gradient(owner.attribute, gys[i], slice(None) if scalar else leading)
             total = part if total is None else total + part
     if total is None:  # parameter unused by this forward pass: zero gradients
-        return torch.zeros(num_examples * k, item.param.numel(), dtype=rows.dtype, device=rows.device)
+        _, per_leading = _leading_split(item.param)
+        width = per_leading * (leading.stop - leading.start)
+        return torch.zeros(num_examples * k, width, dtype=rows.dtype, device=rows.device)
     total = total.reshape(total.shape[0], k, -1)
     if sequence_owner is not None:
         folded = torch.zeros(num_examples, k, total.shape[2], dtype=total.dtype, device=total.device)

@@ -31,7 +31,8 @@ class TiedDecoder(nn.Module):
         return h @ self.weight + self.bias
 
 
-register_layer_rule(TiedDecoder, LayerRule(name="TiedDecoder", per_sequence_gradient=conv1d_gradient))
+register_layer_rule(TiedDecoder, LayerRule(name="TiedDecoder", per_sequence_gradient=conv1d_gradient,
+                                             slices_leading=True))
 
 
 class ToySuperposition(nn.Module):

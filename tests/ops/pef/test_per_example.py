@@ -78,3 +78,41 @@ def test_small_memory_budget_gives_the_same_pefs(tmp_path, tiny_models):
     pieces = build_store(model, REVIEWS, task, tmp_path / "b", tokenizer=tokenizer, dim=64, batch_size=5,
                          pef=PefSpec(kind="eps", eps_rows=5), memory_budget=4096)
     np.testing.assert_allclose(pieces.read(), whole.read(), **tolerances.FLOAT32_VS_FLOAT64)
+
+
+def test_large_tensors_are_cut_along_their_first_dimension_not_the_rows(tmp_path, monkeypatch):
+    """Under a budget that holds every row's output gradients but not a whole weight's per-example
+    gradients, each weight is projected in blocks of its first dimension, each block for all rows
+    of the batch at once (one hash per entry per batch), and the PEFs are the same."""
+    import npeff.ops.pef.batch as batch_module
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 512), torch.nn.Tanh(), torch.nn.Linear(512, 3))
+    examples = [{"input": torch.randn(8), "label": i % 3} for i in range(5)]
+    pef = PefSpec(kind="eps", eps_rows=4)
+    whole = build_store(model, examples, None, tmp_path / "a", dim=64, batch_size=5, pef=pef, num_classes=3)
+    calls = []
+    original = batch_module.project
+
+    def recording(block, **kwargs):
+        calls.append((kwargs["offset"], block.shape))
+        return original(block, **kwargs)
+
+    monkeypatch.setattr(batch_module, "project", recording)
+    cut = build_store(model, examples, None, tmp_path / "b", dim=64, batch_size=5, pef=pef, num_classes=3,
+                      memory_budget=64 << 10)
+    np.testing.assert_allclose(cut.read(), whole.read(), **tolerances.FLOAT32_VS_FLOAT64)
+    assert {shape[0] for _, shape in calls} == {5 * 4}  # every call: all rows of all examples
+    layout = whole.config.parameter_layout
+    blocks = {}
+    for offset, shape in calls:  # one batch: each tensor's blocks tile it exactly once
+        tensor = max(i for i, start in enumerate(layout.offsets) if start <= offset)
+        blocks.setdefault(tensor, []).append((offset, shape[1]))
+    assert sorted(blocks) == list(range(len(layout.names)))
+    for tensor, parts in blocks.items():
+        position = layout.offsets[tensor]
+        for offset, width in sorted(parts):
+            assert offset == position
+            position += width
+        assert position == layout.offsets[tensor] + int(np.prod(layout.shapes[tensor]))
+    assert len(blocks[layout.names.index("0.weight")]) > 1 and len(blocks[layout.names.index("2.weight")]) > 1
