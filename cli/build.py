@@ -19,6 +19,14 @@ from npeff.cli._common import DEVICE, DIRECTORY, command_line, echo_json, json_o
 @click.option("--eps", "eps_rows", type=int, default=None,
               help="Expectation projection with R' rows instead of one row per class (sec. 2.1.1).")
 @click.option("--svd-rank", type=int, default=None, help="Keep the top-k singular directions (sec. 2.1.2).")
+@click.option("--gguf-file", default=None,
+              help="Load MODEL from this GGUF file in its folder (or hub repository): a quantised checkpoint, "
+                   "dequantised to --dtype by transformers (needs npeff[build]).")
+@click.option("--revision", default=None, help="Hub revision (branch, tag or commit) of MODEL.")
+@click.option("--data-revision", default=None, help="Hub revision of the dataset --data.")
+@click.option("--exact-rows", type=click.Choice(["complement", "classes"]), default="complement", show_default=True,
+              help="Exact PEFs: C - 1 rows spanning the complement of sqrt(p) (the same Fisher G^T G in one row and "
+                   "one backward pass fewer), or one row per class as in the paper.")
 @click.option("--gradient", is_flag=True, help="G-NPEFF: the gradient of log p of the predicted class.")
 @click.option("--divergence-gradient", is_flag=True,
               help="Instead of PEFs: the gradient of KL(p || uniform), one row per example (a store of kind "
@@ -45,7 +53,8 @@ from npeff.cli._common import DEVICE, DIRECTORY, command_line, echo_json, json_o
 @overwrite_option("an existing store at --out")
 @click.option("--dry-run", is_flag=True, help="Print n, m, r, d and the store's size, then stop.")
 @json_option("the plan of --dry-run, or the store written (as npeff info --json)")
-def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, gradient, divergence_gradient,
+def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, gguf_file, revision, data_revision,
+          exact_rows, gradient, divergence_gradient,
           activations, layer,
           projection, dim, seed, include, exclude, device, dtype, batch_size, max_examples, shard, resume, overwrite,
           dry_run, as_json):
@@ -80,9 +89,10 @@ def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, g
     if activations:
         from npeff.ops.baselines import build_activation_store
 
-        examples = load_examples(data, config=data_config, split=split)
+        examples = load_examples(data, config=data_config, split=split, revision=data_revision)
         task.check_fields(examples.column_names)
-        network, tokenizer = load_model_and_tokenizer(model, task.formulation, device=device, dtype=dtype)
+        network, tokenizer = load_model_and_tokenizer(model, task.formulation, device=device, dtype=dtype,
+                                                      gguf_file=gguf_file, revision=revision)
         result = build_activation_store(network, examples, task, out, tokenizer=tokenizer, layer=layer,
                                         batch_size=batch_size, device=device, max_examples=max_examples,
                                         resume=resume, overwrite=overwrite, model_name=model, command=command_line(),
@@ -95,16 +105,17 @@ def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, g
         return
     kind = ("gradient" if gradient else "divergence" if divergence_gradient
             else "eps" if eps_rows is not None else "exact")
-    pef = PefSpec(kind=kind, eps_rows=eps_rows, svd_rank=svd_rank, seed=seed)
+    pef = PefSpec(kind=kind, eps_rows=eps_rows, svd_rank=svd_rank, seed=seed, exact_rows=exact_rows)
     shard_range = parse_shard(shard)
-    examples = load_examples(data, config=data_config, split=split)
+    examples = load_examples(data, config=data_config, split=split, revision=data_revision)
     task.check_fields(examples.column_names)
-    network, tokenizer = load_model_and_tokenizer(model, task.formulation, device=device, dtype=dtype)
+    network, tokenizer = load_model_and_tokenizer(model, task.formulation, device=device, dtype=dtype,
+                                                  gguf_file=gguf_file, revision=revision)
     result = build_store(
         network, examples, task, out, tokenizer=tokenizer, pef=pef, projection=projection, dim=dim,
         seed=seed, include=include, exclude=exclude, batch_size=batch_size, device=device,
         max_examples=max_examples, shard=shard_range, resume=resume, overwrite=overwrite,
-        dry_run=dry_run, model_name=model, command=command_line(), progress=True,
+        dry_run=dry_run, model_name=model, gguf_file=gguf_file, command=command_line(), progress=True,
     )
     if dry_run:
         if as_json:

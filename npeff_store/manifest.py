@@ -141,22 +141,27 @@ class ParameterLayout:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ModelIdentity:
-    """The model the PEFs were computed from: hub name or path, revision, hash of its config."""
+    """The model the PEFs were computed from: hub name or path, revision, hash of its config, and
+    the GGUF file it was loaded from (a quantised checkpoint, dequantised on loading), if any."""
 
     name: str
     revision: str | None = None
     config_hash: str | None = None
+    gguf_file: str | None = None
 
     def __post_init__(self) -> None:
         _require(isinstance(self.name, str) and self.name != "", "model name must be a non-empty string")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if self.gguf_file is None:  # as manifests written before GGUF loading
+            del data["gguf_file"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelIdentity":
         _require(isinstance(data, dict), f"model identity must be a mapping, got {data!r}")
-        unknown = set(data) - {"name", "revision", "config_hash"}
+        unknown = set(data) - {"name", "revision", "config_hash", "gguf_file"}
         _require(not unknown, f"unknown model identity fields {sorted(unknown)}")
         return cls(**data)
 

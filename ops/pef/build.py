@@ -95,6 +95,7 @@ def build_store(
     overwrite: bool = False,
     dry_run: bool = False,
     model_name: str | None = None,
+    gguf_file: str | None = None,
     command: str | None = None,
     progress: bool = False,
     backend: str = "auto",
@@ -114,6 +115,8 @@ def build_store(
         projection: ``"ssp-v1"`` (to ``dim`` dimensions with ``seed``) or ``"none"`` (d = n).
         include, exclude: parameter-name globs (default: all but embeddings and norms).
         max_examples, shard: the example range (the first ``max_examples``, part ``i`` of ``N``).
+        model_name, gguf_file: recorded in the manifest's model identity (the name or folder the
+            model was loaded from, and the GGUF file in it, if any).
         resume: continue an interrupted build; overwrite: replace an existing store.
         dry_run: return the :class:`BuildPlan` without computing anything.
         backend: projection backend (``auto``, ``cpu``, ``cuda``).
@@ -166,7 +169,7 @@ def build_store(
             pef_spec["label_names"] = names
     writer = create_store(
         out, rank=rank, dim=dim, projection=projection_spec, kind=STORE_KINDS.get(pef.kind, "lrm-pef"),
-        parameter_layout=layout, model=model_identity(model, model_name), pef_spec=pef_spec,
+        parameter_layout=layout, model=model_identity(model, model_name, gguf_file=gguf_file), pef_spec=pef_spec,
         resume=resume, overwrite=overwrite, command=command, shard_examples=shard_examples,
         extra_provenance={"example_range": [start, stop], "shard": list(shard) if shard else None},
     )

@@ -20,15 +20,22 @@ DATA_FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parque
 
 
 def load_model_and_tokenizer(name_or_path: str, formulation: str, *, device: str = "cpu",
-                             dtype: str = "float32"):
-    """``from_pretrained`` a causal LM (or a sequence classifier for ``classifier``)."""
+                             dtype: str = "float32", gguf_file: str | None = None, revision: str | None = None):
+    """``from_pretrained`` a causal LM (or a sequence classifier for ``classifier``).
+
+    Args:
+        gguf_file: a GGUF file in the folder or hub repository ``name_or_path``: transformers reads
+            its architecture and tokenizer from it and dequantises the weights (needs ``gguf``).
+        revision: the hub revision (branch, tag or commit) to load.
+    """
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     torch_dtype = MODEL_DTYPES[dtype]
     loader = AutoModelForSequenceClassification if formulation == "classifier" else AutoModelForCausalLM
+    options = {key: value for key, value in (("gguf_file", gguf_file), ("revision", revision)) if value is not None}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-        model = loader.from_pretrained(name_or_path)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, **options)
+        model = loader.from_pretrained(name_or_path, **options)
     except (OSError, EnvironmentError) as error:
         raise InvalidArgumentError(f"cannot load model {name_or_path!r}: {str(error).splitlines()[0]}") from None
     except ValueError as error:
@@ -38,8 +45,9 @@ def load_model_and_tokenizer(name_or_path: str, formulation: str, *, device: str
     return model.to(device=device, dtype=torch_dtype), tokenizer
 
 
-def load_examples(data: str, *, config: str | None = None, split: str = "train"):
-    """A local jsonl/json/csv/parquet file, or a hub dataset ``name`` (with ``config``/``split``)."""
+def load_examples(data: str, *, config: str | None = None, split: str = "train", revision: str | None = None):
+    """A local jsonl/json/csv/parquet file, or a hub dataset ``name`` (with ``config``/``split`` and
+    optionally a ``revision``)."""
     import datasets
 
     path = Path(data)
@@ -50,20 +58,22 @@ def load_examples(data: str, *, config: str | None = None, split: str = "train")
             return datasets.load_dataset(DATA_FILE_BUILDERS[path.suffix], data_files=str(path), split="train")
         if path.suffix in DATA_FILE_BUILDERS or ("/" in data and path.parent.exists()):
             raise InvalidArgumentError(f"data file {path} does not exist")
-        return datasets.load_dataset(data, config, split=split)
+        return datasets.load_dataset(data, config, split=split, revision=revision)
     except InvalidArgumentError:
         raise
     except Exception as error:  # datasets raises many types for missing/unreachable data
         raise InvalidArgumentError(f"cannot load data {data!r}: {str(error).splitlines()[0]}") from None
 
 
-def model_identity(model: nn.Module, name: str | None) -> ModelIdentity:
-    """The model as the manifest records it: a name, the hub revision when known, and a hash of
-    its configuration (of its ``repr`` for a module without a Hugging Face config)."""
+def model_identity(model: nn.Module, name: str | None, *, gguf_file: str | None = None) -> ModelIdentity:
+    """The model as the manifest records it: a name, the hub revision when known (the commit it
+    was loaded from), a hash of its configuration (of its ``repr`` for a module without a Hugging
+    Face config) and the GGUF file it was loaded from."""
     config = getattr(model, "config", None)
     config_text = config.to_json_string(use_diff=False) if hasattr(config, "to_json_string") else repr(model)
     return ModelIdentity(
         name=name or type(model).__name__,
         revision=getattr(config, "_commit_hash", None) if config is not None else None,
         config_hash=hashlib.sha256(config_text.encode()).hexdigest()[:16],
+        gguf_file=gguf_file,
     )

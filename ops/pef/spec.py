@@ -4,7 +4,11 @@ For an example with class probabilities ``p`` the LRM-PEF ``G`` has rows ``sqrt(
 so that ``F = G^T G = sum_c p_c grad log p_c grad log p_c^T`` (equation 1). The rows are obtained as
 gradients of scalar objectives:
 
-* ``exact``: ``q_c = stop_grad(sqrt(p_c)) log p_c`` for every class (r = number of classes);
+* ``exact``: ``q_c = stop_grad(sqrt(p_c)) log p_c``, one row per class (``exact_rows="classes"``,
+  r = C), or by default the ``C - 1`` rows ``U^T q`` with ``U`` (per example, no gradient) an
+  orthonormal basis of the complement of ``sqrt(p)``: since ``sum_c sqrt(p_c) a_c = grad sum_c p_c
+  = 0`` for the rows ``a_c = sqrt(p_c) grad log p_c``, ``G^T U U^T G = G^T G``, the same Fisher in
+  one row (and one backward pass) fewer (``exact_rows="complement"``);
 * ``eps``: ``A q`` with a seeded Gaussian ``A`` of ``R'`` rows (``E[A^T A] = I``): the expectation
   projection of section 2.1.1, ``G' = A G``;
 * ``gradient``: ``log p_y'`` of the predicted class (G-NPEFF, rank 1);
@@ -29,6 +33,8 @@ import torch
 from npeff.errors import InvalidArgumentError
 
 PEF_KINDS = ("exact", "eps", "gradient", "divergence")
+#: how ``exact`` PEFs are written: C - 1 rows spanning the complement of sqrt(p), or one per class
+EXACT_ROWS = ("complement", "classes")
 #: kinds of a single row per example (stores of these kinds have rank 1)
 RANK_ONE_KINDS = ("gradient", "divergence")
 
@@ -50,12 +56,15 @@ class PefSpec:
         eps_rows: R', the number of rows of the expectation projection (``kind="eps"``).
         svd_rank: keep the top-k singular directions of the projected rows (optional).
         seed: seed of the expectation projection.
+        exact_rows: ``complement`` (default: ``C - 1`` rows with the same ``G^T G``) or
+            ``classes`` (one row per class, the paper's form); ``kind="exact"`` only.
     """
 
     kind: str = "exact"
     eps_rows: int | None = None
     svd_rank: int | None = None
     seed: int = 0
+    exact_rows: str = "complement"
 
     def __post_init__(self) -> None:
         if self.kind not in PEF_KINDS:
@@ -64,6 +73,9 @@ class PefSpec:
             raise InvalidArgumentError("eps_rows is given exactly when kind='eps' (use --eps R')")
         if self.eps_rows is not None and (not isinstance(self.eps_rows, int) or self.eps_rows < 1):
             raise InvalidArgumentError(f"--eps needs a positive number of rows, got {self.eps_rows!r}")
+        if self.exact_rows not in EXACT_ROWS or (self.kind != "exact" and self.exact_rows != "complement"):
+            raise InvalidArgumentError(f"exact_rows is one of {EXACT_ROWS}, for exact PEFs only; got {self.exact_rows!r} "
+                                       f"with kind {self.kind!r}")
         if self.svd_rank is not None:
             if not isinstance(self.svd_rank, int) or self.svd_rank < 1:
                 raise InvalidArgumentError(f"--svd-rank needs a positive integer, got {self.svd_rank!r}")
@@ -73,7 +85,8 @@ class PefSpec:
 
     def rows(self, num_classes: int) -> int:
         """Rows computed per example (before any SVD reduction)."""
-        return {"exact": num_classes, "eps": self.eps_rows, "gradient": 1, "divergence": 1}[self.kind]
+        exact = num_classes - 1 if self.exact_rows == "complement" and num_classes > 1 else num_classes
+        return {"exact": exact, "eps": self.eps_rows, "gradient": 1, "divergence": 1}[self.kind]
 
     @property
     def normalised(self) -> bool:
@@ -91,7 +104,11 @@ class PefSpec:
         return min(self.svd_rank, rows) if self.svd_rank is not None else rows
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The manifest's ``pef_spec.pef`` (``exact_rows`` only for exact PEFs, where it applies)."""
+        data = dataclasses.asdict(self)
+        if self.kind != "exact":
+            del data["exact_rows"]
+        return data
 
 
 def eps_matrix(spec: PefSpec, num_classes: int, *, dtype, device) -> torch.Tensor | None:
@@ -110,10 +127,30 @@ def objective_rows(log_probs: torch.Tensor, spec: PefSpec, eps: torch.Tensor | N
         return log_probs.gather(1, predicted)
     if spec.kind == "divergence":
         return kl_to_uniform_rows(log_probs)
-    q = torch.exp(0.5 * log_probs).detach() * log_probs
+    root_p = torch.exp(0.5 * log_probs).detach()
+    q = root_p * log_probs
     if spec.kind == "exact":
-        return q
+        if spec.exact_rows == "classes" or q.shape[1] < 2:
+            return q
+        return torch.einsum("bc,bck->bk", q, complement_basis(root_p).to(q.dtype))
     return q @ eps.T
+
+
+def complement_basis(s: torch.Tensor) -> torch.Tensor:
+    """``[B, C, C - 1]``: per row of ``s`` ``[B, C]`` (unit vectors with ``s_1 >= 0``, here
+    ``sqrt(p)``), an orthonormal basis of the vectors orthogonal to it.
+
+    The columns 2..C of the Householder reflection ``H = I - 2 v v^T / v^T v`` with ``v = s + e_1``,
+    which maps ``s`` to ``-e_1``; ``v^T v = 2 (1 + s_1) >= 2``, so it is stable for any ``p``.
+    Computed in float64.
+    """
+    s = s.to(torch.float64)
+    s = s / torch.linalg.vector_norm(s, dim=1, keepdim=True)  # sum p = 1 up to rounding
+    v = s.clone()
+    v[:, 0] += 1
+    identity = torch.eye(s.shape[1], dtype=torch.float64, device=s.device)
+    h = identity - 2 * v[:, :, None] * v[:, None, :] / (v * v).sum(dim=1)[:, None, None]
+    return h[:, :, 1:]
 
 
 def kl_to_uniform_rows(log_probs: torch.Tensor) -> torch.Tensor:

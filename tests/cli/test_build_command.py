@@ -52,7 +52,8 @@ def test_build_from_local_files(files, tiny_models, data):
 def test_build_gradient_shard_and_dry_run(files, tiny_models):
     base = [tiny_models["llama"], "--data", files / "data.jsonl", "--task", files / "task.yaml"]
     dry = run(*base, "--out", files / "x", "--dry-run", "--max-examples", 4)
-    assert dry.exit_code == 0 and "m = 4 examples" in dry.output and "r = 2; d = 8192" in dry.output
+    # two classes: the exact PEF's C - 1 = 1 complement row
+    assert dry.exit_code == 0 and "m = 4 examples" in dry.output and "r = 1; d = 8192" in dry.output
     assert not (files / "x").exists()
     part = run(*base, "--out", files / "p1", "--gradient", "--dim", 32, "--shard", "1/2")
     assert part.exit_code == 0, part.output

@@ -246,7 +246,7 @@ def test_build_dry_run_and_build_json(tmp_path, tiny_models):
                            tokenizer=tokenizer, pef=PefSpec(kind="exact"), max_examples=4, dry_run=True)
     assert plan == {"dry_run": True, **dataclasses.asdict(expected), "example_range": [0, 4],
                     "store_bytes": expected.store_bytes}
-    assert (plan["num_examples"], plan["rank"], plan["dim"]) == (4, 2, 8192)
+    assert (plan["num_examples"], plan["rank"], plan["dim"]) == (4, 1, 8192)  # two labels: C - 1 rows
     assert not (tmp_path / "x").exists()
     built = invoke(*base, "--out", tmp_path / "s", "--dim", "32", "--json")
     assert built.exit_code == 0, built.output

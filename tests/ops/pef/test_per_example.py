@@ -15,12 +15,14 @@ from tests.ops.pef.references import (MODEL_FORMULATIONS, TASKS, brute_force, fi
 PEF_RTOL = tolerances.FLOAT32_STORED_PEF["rtol"]
 
 
+@pytest.mark.parametrize("exact_rows", ["complement", "classes"])
 @pytest.mark.parametrize("name,formulation", MODEL_FORMULATIONS)
-def test_exact_pefs_equal_brute_force_fisher(tmp_path, tiny_models, name, formulation):
+def test_exact_pefs_equal_brute_force_fisher(tmp_path, tiny_models, name, formulation, exact_rows):
+    """C - 1 complement rows (the default) and one row per class both give the brute-force Fisher."""
     model, tokenizer = load(tiny_models, name, formulation)
     task = TASKS[formulation]
     store = build_store(model, REVIEWS, task, tmp_path / "s", tokenizer=tokenizer, projection="none",
-                        batch_size=3)
+                        batch_size=3, pef=PefSpec(exact_rows=exact_rows))
     names = store.manifest["parameter_layout"]["names"]
     table = store.examples.to_pylist()
     data = store.read()
@@ -32,7 +34,10 @@ def test_exact_pefs_equal_brute_force_fisher(tmp_path, tiny_models, name, formul
         np.testing.assert_allclose(table[b]["probs"], probs.numpy(), **tolerances.FLOAT32_STORED_PROBS)
         assert table[b]["prediction"] == int(probs.argmax())
         assert table[b]["text"] == task.render(example) and table[b]["status"] == "ok"
-    assert store.rank == len(table[0]["probs"]) and store.dim == store.manifest["parameter_layout"]["n_total"]
+    classes = len(table[0]["probs"])
+    assert store.rank == (classes - 1 if exact_rows == "complement" else classes)
+    assert store.dim == store.manifest["parameter_layout"]["n_total"]
+    assert store.manifest["pef_spec"]["pef"]["exact_rows"] == exact_rows
 
 
 def test_any_torch_module(tmp_path):

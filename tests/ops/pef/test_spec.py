@@ -7,7 +7,7 @@ import torch
 
 from npeff.errors import InvalidArgumentError
 from npeff.ops import PefSpec, build_store
-from npeff.ops.pef.spec import finish_pefs
+from npeff.ops.pef.spec import complement_basis, finish_pefs, objective_rows
 from tests import tolerances
 from tests.fixtures import REVIEWS
 from tests.ops.pef.references import TASKS, brute_force, fisher_norm, gram_distance, load, rows_of
@@ -81,7 +81,36 @@ def test_finished_pefs_have_unit_fisher_norm_and_zero_stays_zero():
     (dict(kind="gradient", svd_rank=1), "does not apply to --gradient"),
     (dict(kind="exact", svd_rank=0), "--svd-rank needs a positive integer"),
     (dict(kind="fisher"), "PEF kind must be one of"),
+    (dict(exact_rows="all"), "exact_rows is one of"),
+    (dict(kind="eps", eps_rows=2, exact_rows="classes"), "for exact PEFs only"),
 ])
 def test_bad_pef_specs_are_refused(kwargs, message):
     with pytest.raises(InvalidArgumentError, match=message):
         PefSpec(**kwargs)
+
+
+@pytest.mark.parametrize("p", [[0.5, 0.5], [0.9, 0.1], [1.0, 0.0], [0.0, 1.0], [0.2, 0.3, 0.5], [0.0, 0.0, 1.0],
+                               [1.0, 0.0, 0.0, 0.0]])
+def test_complement_basis_is_orthonormal_and_orthogonal_to_root_p(p):
+    s = torch.tensor([p], dtype=torch.float64).sqrt()
+    u = complement_basis(s)[0]  # [C, C - 1]
+    assert u.shape == (len(p), len(p) - 1)
+    torch.testing.assert_close(u.T @ u, torch.eye(len(p) - 1, dtype=torch.float64), atol=1e-14, rtol=0)
+    torch.testing.assert_close(s[0] @ u, torch.zeros(len(p) - 1, dtype=torch.float64), atol=1e-14, rtol=0)
+
+
+def test_complement_rows_have_the_fisher_of_the_class_rows():
+    """For a float64 softmax model, the C - 1 rows' G^T G equals the C rows' (the algebra of
+    sum_c sqrt(p_c) a_c = 0), computed with autograd in float64."""
+    torch.manual_seed(3)
+    weight = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(6, dtype=torch.float64)
+
+    def rows(exact_rows):
+        log_probs = torch.log_softmax(weight @ x, 0)[None]
+        objectives = objective_rows(log_probs, PefSpec(exact_rows=exact_rows), None)[0]
+        return torch.stack([torch.autograd.grad(o, weight, retain_graph=True)[0].flatten() for o in objectives])
+
+    classes, complement = rows("classes"), rows("complement")
+    assert complement.shape == (3, 24) and classes.shape == (4, 24)
+    torch.testing.assert_close(complement.T @ complement, classes.T @ classes, atol=1e-13, rtol=1e-12)

