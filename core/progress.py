@@ -211,6 +211,23 @@ class LoggedProgress:
         return ", ".join(parts)
 
 
+def third_party_bars_off_unless_wanted() -> None:
+    """Turn off the progress bars of ``datasets``, ``transformers`` and ``huggingface_hub`` (data
+    loading, checkpoint loading, downloads) where npeff's own would be off: on non-TTY stderr,
+    under ``TQDM_DISABLE`` or ``npeff -q``. Their bars draw ``\r`` frames into log files otherwise.
+    Call it just before using them (it imports nothing that is not installed)."""
+    if _progress_wanted() and _why_no_bar() is None:
+        return
+    import importlib
+
+    for module, switch in (("datasets", "disable_progress_bars"), ("huggingface_hub.utils", "disable_progress_bars"),
+                           ("transformers.utils.logging", "disable_progress_bar")):
+        try:
+            getattr(importlib.import_module(module), switch)()
+        except (ImportError, AttributeError):
+            pass
+
+
 def _progress_wanted() -> bool:
     """False when the ``npeff`` logger is set above INFO (``npeff -q``); a logger nobody set (a
     library user's) leaves ``progress=True`` in charge."""

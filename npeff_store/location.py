@@ -234,6 +234,10 @@ def _hub_location(text: str) -> StoreLocation:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
+    from npeff.progress import third_party_bars_off_unless_wanted
+
+    third_party_bars_off_unless_wanted()
+
     try:
         snapshot = Path(snapshot_download(repo, repo_type="dataset", revision=revision,
                                           allow_patterns=[f"{subdir}/**"] if subdir else None))

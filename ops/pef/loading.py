@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from npeff.errors import InvalidArgumentError
+from npeff.progress import third_party_bars_off_unless_wanted
 from npeff.store import ModelIdentity
 
 #: ``--dtype`` names of the parameter dtypes a model may be loaded in
@@ -30,6 +31,7 @@ def load_model_and_tokenizer(name_or_path: str, formulation: str, *, device: str
     """
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
+    third_party_bars_off_unless_wanted()
     torch_dtype = MODEL_DTYPES[dtype]
     loader = AutoModelForSequenceClassification if formulation == "classifier" else AutoModelForCausalLM
     options = {key: value for key, value in (("gguf_file", gguf_file), ("revision", revision)) if value is not None}
@@ -50,6 +52,7 @@ def load_examples(data: str, *, config: str | None = None, split: str = "train",
     optionally a ``revision``)."""
     import datasets
 
+    third_party_bars_off_unless_wanted()
     path = Path(data)
     try:
         if path.exists():

@@ -251,3 +251,16 @@ def test_build_dry_run_and_build_json(tmp_path, tiny_models):
     built = invoke(*base, "--out", tmp_path / "s", "--dim", "32", "--json")
     assert built.exit_code == 0, built.output
     assert json.loads(built.stdout) == json.loads(json.dumps(store_info(open_store(tmp_path / "s"))))
+
+
+def test_a_build_without_a_terminal_writes_no_carriage_returns(tmp_path, tiny_models):
+    """The data loading and checkpoint loading bars of datasets and transformers are off too."""
+    from tests.fixtures import REVIEWS
+
+    (tmp_path / "task.yaml").write_text(TASK)
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(row) + "\n" for row in REVIEWS))
+    result = run_npeff("--progress-interval", "0", "build", tiny_models["gpt2"], "--data", tmp_path / "data.jsonl",
+                       "--task", tmp_path / "task.yaml", "--out", tmp_path / "s", "--dim", "32")
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stderr and "\r" not in result.stdout
+    assert "npeff: build 5/5" in result.stderr  # progress as log lines instead
