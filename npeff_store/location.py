@@ -163,6 +163,9 @@ def parse_location(location: str | os.PathLike) -> StoreLocation:
             in the cache).
     """
     if not is_url(location):
+        if _FOLDED_URL.match(os.fspath(location)):
+            raise InvalidArgumentError(f"{location} looks like a URL turned into a path (its // folded): "
+                                       f"give the URL as a string")
         local = Path(location)
         return StoreLocation(str(local.absolute()), {"driver": "file", "path": _dir(str(local.absolute()))}, local)
     text = str(location)

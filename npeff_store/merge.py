@@ -61,6 +61,7 @@ def merge_stores(out: str | os.PathLike, inputs: Iterable[str | os.PathLike], *,
         StoreExistsError: ``out`` holds a store and ``overwrite`` is not set, or it is a file or
             a non-empty directory that is not a store.
     """
+    inputs = list(inputs)
     if not inputs:
         raise InvalidArgumentError("merge needs at least one input store")
     refuse_url_output(out, "store")

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from npeff.errors import InvalidArgumentError
+from npeff.errors import BackendUnavailableError, InvalidArgumentError
 from npeff.progress import third_party_bars_off_unless_wanted
 from npeff.store import ModelIdentity
 
@@ -40,6 +40,11 @@ def load_model_and_tokenizer(name_or_path: str, formulation: str, *, device: str
         model = loader.from_pretrained(name_or_path, **options)
     except (OSError, EnvironmentError) as error:
         raise InvalidArgumentError(f"cannot load model {name_or_path!r}: {str(error).splitlines()[0]}") from None
+    except ImportError as error:
+        if gguf_file is None:
+            raise
+        raise BackendUnavailableError(f"--gguf-file needs the gguf package ({str(error).splitlines()[0]}): "
+                                      f"pip install 'npeff[build]'") from None
     except ValueError as error:
         kind = "sequence classifier" if formulation == "classifier" else "causal language model"
         raise InvalidArgumentError(f"{name_or_path!r} cannot be loaded as a {kind} (needed by the "

@@ -188,12 +188,23 @@ def projected_row_gradients(
         gys = _output_gradients(rows, outputs, first, last)  # each [k, N, ..., out]
         for item in included:
             leading_size, per_leading = _leading_split(item.param)
-            bytes_per_leading = max(1, sequences * (last - first) * per_leading * rows.element_size())
-            step = max(1, memory_budget // bytes_per_leading)
-            for lo in range(0, leading_size, step):
-                leading = slice(lo, min(lo + step, leading_size))
-                block = _example_gradients(item, calls, by_module, gys, leading, sequence_owner, num_examples, rows)
-                project_block(block, item.offset + lo * per_leading, slice(first, last))
+            if item.param.dim() > 0 and all(owner.rule.slices_leading for owner in item.owners):
+                bytes_per_leading = max(1, sequences * (last - first) * per_leading * rows.element_size())
+                step = max(1, memory_budget // bytes_per_leading)
+                for lo in range(0, leading_size, step):
+                    leading = slice(lo, min(lo + step, leading_size))
+                    block = _example_gradients(item, calls, by_module, gys, leading, sequence_owner, num_examples,
+                                               rows)
+                    project_block(block, item.offset + lo * per_leading, slice(first, last))
+                continue
+            # a rule that computes whole tensors only (embeddings, norms, custom rules): cut the rows
+            whole = slice(0, leading_size)
+            per_rows = max(1, memory_budget // max(1, sequences * item.param.numel() * rows.element_size()))
+            for lo in range(0, last - first, per_rows):
+                hi = min(lo + per_rows, last - first)
+                block = _example_gradients(item, calls, by_module, [g[lo:hi] for g in gys], whole, sequence_owner,
+                                           num_examples, rows)
+                project_block(block, item.offset, slice(first + lo, first + hi))
 
 
 def _leading_split(param: torch.Tensor) -> tuple[int, int]:

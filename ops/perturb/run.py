@@ -192,7 +192,9 @@ def perturb(decomposition, *, store=None, model: str | None = None, out: str | P
     store = open_store_for(decomposition, store)
     check_device(device)
     chosen = choose_components(decomposition.H.shape[0], components, sample, settings.seed)
-    model = model or (store.manifest.get("model") or {}).get("name")
+    recorded = store.manifest.get("model") or {}
+    loading = {} if model else {"gguf_file": recorded.get("gguf_file"), "revision": recorded.get("revision")}
+    model = model or recorded.get("name")
     if not model:
         raise InvalidArgumentError(f"{store.path} records no model; give one with --model")
     projection = store.manifest["projection"]
@@ -200,7 +202,7 @@ def perturb(decomposition, *, store=None, model: str | None = None, out: str | P
                 "components": chosen, "settings": settings.to_dict(), "projection": projection}
     records = results.prepare_perturbation_dir(out, manifest, overwrite=overwrite) if out is not None else {}
     formulation = (store.manifest.get("pef_spec") or {}).get("formulation", "classifier")
-    network, tokenizer = load_model_and_tokenizer(str(model), formulation, device=device)
+    network, tokenizer = load_model_and_tokenizer(str(model), formulation, device=device, **loading)
     perturber = Perturber(network, tokenizer, store, settings, device=device)
     H = np.asarray(decomposition.H, dtype=np.float64)
     tops = top_indices(decomposition.W, min(settings.top, decomposition.W.shape[0]), components=chosen)

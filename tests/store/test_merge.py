@@ -101,3 +101,9 @@ def test_merge_refuses_a_foreign_output(tmp_path, overwrite):
         merge_stores(tmp_path / "m", [first.path], overwrite=overwrite)
     assert (tmp_path / "m" / "keep.txt").read_text() == "mine"
 
+
+
+def test_merge_of_no_stores_is_refused(tmp_path):
+    with pytest.raises(InvalidArgumentError, match="at least one input store"):
+        merge_stores(tmp_path / "m", (path for path in ()))
+    assert not (tmp_path / "m").exists()

@@ -142,6 +142,13 @@ def test_hub_store_from_the_cache_offline(tmp_path, monkeypatch):
         open_store("hf://datasets/teams/other/s")
 
 
+def test_a_url_turned_into_a_path_is_refused():
+    from pathlib import Path
+
+    with pytest.raises(InvalidArgumentError, match="give the URL as a string"):
+        open_store(Path("s3://bucket/store"))
+
+
 @pytest.mark.parametrize("location, message", [
     ("ftp://host/store", "npeff reads local paths and file://, http://"),
     ("s3:///prefix", "names no bucket"),

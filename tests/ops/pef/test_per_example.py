@@ -121,3 +121,15 @@ def test_large_tensors_are_cut_along_their_first_dimension_not_the_rows(tmp_path
             position += width
         assert position == layout.offsets[tensor] + int(np.prod(layout.shapes[tensor]))
     assert len(blocks[layout.names.index("0.weight")]) > 1 and len(blocks[layout.names.index("2.weight")]) > 1
+
+
+def test_tensors_of_rules_that_cannot_slice_are_cut_along_the_rows(tmp_path, tiny_models):
+    """GPT-2's tied token embedding (an Embedding and the LM head share it) has no sliceable rule:
+    under a tiny budget its rows are split instead, with the same PEFs."""
+    model, tokenizer = load(tiny_models, "gpt2", "label-tokens")
+    task, pef = TASKS["label-tokens"], PefSpec(kind="eps", eps_rows=3)
+    include = ("transformer.wte.*", "transformer.h.0.mlp.*")
+    whole = build_store(model, REVIEWS, task, tmp_path / "a", tokenizer=tokenizer, dim=64, pef=pef, include=include)
+    cut = build_store(model, REVIEWS, task, tmp_path / "b", tokenizer=tokenizer, dim=64, pef=pef, include=include,
+                      memory_budget=4096)
+    np.testing.assert_allclose(cut.read(), whole.read(), **tolerances.FLOAT32_VS_FLOAT64)
