@@ -91,7 +91,31 @@ register_commands()
 
 
 def main() -> None:  # console-script entry point
-    cli(prog_name="npeff")
+    try:
+        cli(prog_name="npeff")
+    except SystemExit as done:
+        _exit_past_tensorstore_shutdown(done.code)
+        raise
+
+
+def _exit_past_tensorstore_shutdown(code) -> None:
+    """After a run that read a store over the network, flush and ``os._exit``: TensorStore's HTTP
+    transport can abort the interpreter's shutdown (google/tensorstore#275), which would turn a
+    finished command into a crash with exit status 134."""
+    import sys
+
+    location = sys.modules.get("npeff.store.location")
+    if location is None or not location.network_transport_used():
+        return
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    status = code if isinstance(code, int) else (0 if code is None else 1)
+    os._exit(status)
 
 
 if __name__ == "__main__":  # python -m npeff.cli.main

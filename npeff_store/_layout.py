@@ -129,6 +129,10 @@ def read_array(location: StoreLocation):
     """
     import tensorstore as ts
 
+    from npeff.store.location import _NETWORK_USED
+
+    if location.kvstore["driver"] in ("http", "s3", "gcs"):
+        _NETWORK_USED.append(True)
     spec = {"driver": "zarr3", "kvstore": location.child(PEFS), "fill_missing_data_reads": False}
     return ts.open(spec, open=True, read=True).result()
 

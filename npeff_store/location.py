@@ -37,6 +37,20 @@ class StoreUnreachableError(StoreNotFoundError):
     """A remote store could not be read (network, permissions, a server error)."""
 
 
+#: set once this process has opened a network kvstore (see :func:`network_transport_used`)
+_NETWORK_USED = []
+
+
+def network_transport_used() -> bool:
+    """Whether this process opened a TensorStore network kvstore (``http``, ``s3``, ``gcs``).
+
+    TensorStore's HTTP transport can abort the interpreter while it shuts down ("terminate called
+    without an active exception", google/tensorstore#275); the ``npeff`` command then ends with
+    ``os._exit`` once its output is flushed, skipping the finalisation that crashes.
+    """
+    return bool(_NETWORK_USED)
+
+
 def is_url(location: str | os.PathLike) -> bool:
     """Whether ``location`` is written as a URL (``scheme://...``) rather than a local path."""
     return isinstance(location, str) and _URL.match(location) is not None
@@ -93,6 +107,8 @@ class StoreLocation:
         if not self._handle:
             import tensorstore as ts
 
+            if self.kvstore["driver"] in ("http", "s3", "gcs"):
+                _NETWORK_USED.append(True)
             try:
                 self._handle.append(ts.KvStore.open(self.kvstore).result())
             except ValueError as error:
