@@ -24,7 +24,7 @@ from npeff.errors import InvalidArgumentError
 from npeff.ops.baselines import kmeans
 from npeff.ops.baselines.config import ClusterConfig
 from npeff.ops.stream import check_device, make_runner, ok_mask, parse_bytes, require_finalized
-from npeff.ops.stream.distributed import cluster_label, resolve_cluster
+from npeff.ops.stream.cluster import cluster_label, resolve_cluster
 from npeff.store import PefStore, open_store
 from npeff.store.decomposition import (Decomposition, DecompositionManifest, open_decomposition,
                                        prepare_decomposition_dir, write_decomposition)

@@ -16,7 +16,7 @@ from npeff.errors import DecompositionError, IncompatibleStoresError, InvalidArg
 from npeff.ops.decomposition import algorithm
 from npeff.ops.decomposition.config import DecomposeConfig
 from npeff.ops.stream import check_device, make_runner, ok_mask, parse_bytes, require_finalized
-from npeff.ops.stream.distributed import cluster_label, resolve_cluster
+from npeff.ops.stream.cluster import cluster_label, resolve_cluster
 from npeff.store import PefStore, open_store
 from npeff.store.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from npeff.store.decomposition import (Decomposition, DecompositionManifest, open_decomposition,

@@ -7,7 +7,8 @@ perturbation evaluation) is a chunk step plus a small-state step on top of this 
 - :mod:`~npeff.ops.stream.load`: pieces as compute tensors (aligned, pinned, kept when resident);
 - :mod:`~npeff.ops.stream.schedule`: one pass as a dask graph with a compute thread (:func:`run_pass`);
 - :mod:`~npeff.ops.stream.runner`: the :class:`Runner` protocol and :class:`LocalRunner`;
-- :mod:`~npeff.ops.stream.distributed`: :class:`DistributedRunner` on a ``dask.distributed`` cluster;
+- :mod:`~npeff.ops.stream.distributed`: :class:`DistributedRunner` on a ``dask.distributed`` cluster
+  (which cluster: :mod:`~npeff.ops.stream.cluster`);
 - :mod:`~npeff.ops.stream.inputs`: device, store and example-status checks.
 """
 

@@ -99,7 +99,7 @@ def test_cluster_workers_read_a_remote_store(http_root):
 
 
 def test_cli_reads_remote_stores(http_root, tmp_path):
-    local = make_store(http_root.path / "s", random_pefs(m=12, seed=2), shard=4)
+    make_store(http_root.path / "s", random_pefs(m=12, seed=2), shard=4)
     url = f"{http_root.url}/s"
     npeff = [sys.executable, "-m", "npeff.cli.main"]
     info = subprocess.run([*npeff, "info", url, "--json"], capture_output=True, text=True, check=True)
@@ -112,7 +112,6 @@ def test_cli_reads_remote_stores(http_root, tmp_path):
     top = subprocess.run([*npeff, "top-examples", str(tmp_path / "d"), "--component", "0", "-k", "3"],
                          capture_output=True, text=True, cwd=tmp_path.parent)  # the store is found by its URL
     assert top.returncode == 0, top.stderr
-    assert local.num_examples == 12
     missing = subprocess.run([*npeff, "info", f"{http_root.url}/nope"], capture_output=True, text=True)
     assert missing.returncode == 1 and missing.stderr.strip().splitlines()[-1].startswith("Error: ")
 

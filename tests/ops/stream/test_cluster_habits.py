@@ -21,8 +21,8 @@ from npeff.cli.main import cli
 from npeff.errors import DecompositionError, InvalidArgumentError
 from npeff.ops import decompose
 from npeff.ops.stream import make_runner
-from npeff.ops.stream.distributed import (SCHEDULER_ADDRESS_VARIABLE, cluster_kind, resolve_cluster,
-                                          result_from_worker)
+from npeff.ops.stream.cluster import SCHEDULER_ADDRESS_VARIABLE, cluster_kind, resolve_cluster
+from npeff.ops.stream.distributed import result_from_worker
 from npeff.store import open_decomposition
 from tests import tolerances
 from tests.ops.decomposition.helpers import make_store as make_pef_store

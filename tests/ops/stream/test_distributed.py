@@ -6,7 +6,7 @@ import torch
 
 from npeff.errors import BackendUnavailableError, InvalidArgumentError
 from npeff.ops.stream import make_runner
-from npeff.ops.stream.distributed import local_cluster_config, parse_local_workers, start_local_cluster
+from npeff.ops.stream.cluster import local_cluster_config, parse_local_workers, start_local_cluster
 from tests import tolerances
 from tests.ops.stream.helpers import make_store, sum_step
 
