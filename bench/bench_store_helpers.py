@@ -27,7 +27,7 @@ def rank1_store(path, m, d, *, kind="gradient", seed=0, unit=True):
     from npeff.store import create_store
 
     rng = np.random.default_rng(seed)
-    writer = create_store(path, rank=1, dim=d, projection={"kind": "external"}, kind=kind)
+    writer = create_store(path, rank=1, dim=d, projection={"kind": "external"}, kind=kind, normalized=unit)
     for start in range(0, m, 4096):
         rows = rng.standard_normal((min(4096, m - start), 1, d))
         if unit:

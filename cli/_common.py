@@ -58,7 +58,7 @@ def config_options(config_class: type, *, names: dict[str, tuple[str, ...]] | No
 
     ``--field-name`` per field (``names`` may give other declarations, e.g. ``("--n-components",
     "-C")``); a field without a default is required; ``Literal``-like string fields with a
-    ``metadata["choices"]`` become a choice.
+    ``metadata["choices"]`` become a choice; a ``bool`` field is a ``--name/--no-name`` flag.
     """
     names = names or {}
 
@@ -68,6 +68,11 @@ def config_options(config_class: type, *, names: dict[str, tuple[str, ...]] | No
                 continue
             declarations = names.get(field.name, ("--" + field.name.replace("_", "-"),))
             type_name = field.type if isinstance(field.type, str) else field.type.__name__
+            if type_name == "bool":
+                flag = declarations[0]
+                command = click.option(f"{flag}/--no-{flag[2:]}", field.name, default=field.default,
+                                       show_default=True, help=field.metadata.get("help"))(command)
+                continue
             kind = {"int": int, "float": float, "str": str}[type_name.removesuffix(" | None")]
             choices = field.metadata.get("choices")
             required = field.default is dataclasses.MISSING

@@ -86,6 +86,8 @@ def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, g
     if layer is not None and not activations:
         raise InvalidArgumentError("--layer applies to --activations")
     task = TaskSpec.from_yaml(task_file)
+    inputs = _check_before_loading(out, device=device, resume=resume, overwrite=overwrite, dry_run=dry_run,
+                                   reads=(data, task_file, model))
     if activations:
         from npeff.ops.baselines import build_activation_store
 
@@ -116,6 +118,7 @@ def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, g
         seed=seed, include=include, exclude=exclude, batch_size=batch_size, device=device,
         max_examples=max_examples, shard=shard_range, resume=resume, overwrite=overwrite,
         dry_run=dry_run, model_name=model, gguf_file=gguf_file, command=command_line(), progress=True,
+        inputs=inputs,
     )
     if dry_run:
         if as_json:
@@ -128,6 +131,26 @@ def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, g
         return
     what = {"gradient": "gradients", "divergence": "divergence gradients"}.get(kind, "PEFs")
     click.echo(f"wrote {result.num_examples:,} {what} (r = {result.rank}, d = {result.dim}) to {result.path}")
+
+
+def _check_before_loading(out: str, *, device: str, resume: bool, overwrite: bool, dry_run: bool,
+                          reads: tuple) -> tuple:
+    """What can be refused before the model and data are loaded (minutes for a real model): the
+    device, ``--resume`` with ``--overwrite``, and an output that is not a store of ours or that
+    overlaps what the build reads. Returns the local paths among ``reads``."""
+    from pathlib import Path
+
+    from npeff.ops.stream.inputs import check_device
+    from npeff.store._files import check_output_dir, refuse_resume_with_overwrite
+    from npeff.store._layout import holds_store
+
+    check_device(device)
+    refuse_resume_with_overwrite(resume, overwrite)
+    inputs = tuple(Path(path) for path in reads if path is not None and Path(path).exists())
+    if not dry_run:
+        check_output_dir(out, what="store", is_ours=holds_store, overwrite=overwrite, resume=lambda _path: True,
+                         inputs=inputs)
+    return inputs
 
 
 def _plan_fields(plan) -> dict:

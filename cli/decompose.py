@@ -39,7 +39,9 @@ def decompose(store, out, device, memory_budget, device_memory_budget, cluster, 
     """Decompose the PEFs of STORE into C components (NPEFF, paper Algorithm 1).
 
     One pass over the store per step; data larger than memory streams from disk. Writes W [m, C],
-    H [C, d] and the loss of every step to --out.
+    H [C, d] and the loss of every step to --out. PEFs that the store does not record as
+    normalised (written with create_store) are scaled to unit Frobenius norm as they are read,
+    their norms written as pef_norms.npy; --no-normalize decomposes them as stored.
 
     \b
     Example:
@@ -75,9 +77,12 @@ def decompose(store, out, device, memory_budget, device_memory_budget, cluster, 
 @DEVICE
 @COMPUTE_DTYPE
 @MEMORY_BUDGET
+@click.option("--normalize/--no-normalize", default=True, show_default=True,
+              help="Scale each PEF to unit Frobenius norm when the store's are not normalised (a store from "
+                   "create_store); --no-normalize uses them as stored.")
 @overwrite_option("existing coefficients at --out")
 @json_option("a summary (path, examples, components, steps, seconds)")
-def fit(decomposition, store, out, steps, seed, device, dtype, memory_budget, overwrite, as_json):
+def fit(decomposition, store, out, steps, seed, device, dtype, memory_budget, normalize, overwrite, as_json):
     """Fit coefficients of DECOMPOSITION's components to the PEFs of STORE (H fixed).
 
     STORE must share the projection and parameter layout of the decomposition's store.
@@ -89,7 +94,7 @@ def fit(decomposition, store, out, steps, seed, device, dtype, memory_budget, ov
     began = time.perf_counter()
     coefficients = fit_coefficients(decomposition, store, out=out, steps=steps, seed=seed, device=device,
                                     dtype=dtype, memory_budget=memory_budget, overwrite=overwrite,
-                                    progress=True, command=command_line())
+                                    normalize=normalize, progress=True, command=command_line())
     if as_json:
         echo_json({"path": out, "decomposition": decomposition, "store": store,
                    "num_examples": int(coefficients.shape[0]), "n_components": int(coefficients.shape[1]),

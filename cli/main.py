@@ -10,7 +10,7 @@ import click
 
 from npeff import __version__
 from npeff.cli._common import CONTEXT_SETTINGS, document_envvars
-from npeff.errors import NpeffError
+from npeff.errors import NpeffError, first_line
 
 
 class UserFacingError(click.ClickException):
@@ -21,7 +21,8 @@ class UserFacingError(click.ClickException):
 
 
 class NpeffGroup(click.Group):
-    """Click group that turns :class:`NpeffError` (and a missing file) into a one-line error."""
+    """Click group that turns :class:`NpeffError`, a missing optional part, an error of the operating
+    system (a read-only or full disk, a path below a file) and a failed allocation into one line."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta["npeff.argv"] = list(args)  # recorded in stores' provenance
@@ -40,6 +41,24 @@ class NpeffGroup(click.Group):
             if message is None:
                 raise
             raise UserFacingError(message) from error
+        except OSError as error:  # a read-only or full disk, a path below a file, no permission
+            raise UserFacingError(os_error_message(error)) from error
+        except MemoryError as error:
+            raise UserFacingError(f"not enough memory: {first_line(error)}; lower --memory-budget or the sizes "
+                                  f"asked for") from error
+
+
+def os_error_message(error: OSError) -> str:
+    """One line for an error of the operating system: what failed, on which path."""
+    import errno
+
+    paths = " -> ".join(str(name) for name in (error.filename, error.filename2) if name is not None)
+    reason = error.strerror or first_line(error)
+    advice = {errno.ENOSPC: " (the disk is full; what was being written was removed)",
+              errno.EROFS: " (a read-only location: write the output elsewhere)",
+              errno.EACCES: " (no permission: write the output elsewhere)",
+              errno.ENOTDIR: " (a part of the path is a file, not a folder)"}.get(error.errno, "")
+    return f"{reason}: {paths}{advice}" if paths else f"{reason}{advice}"
 
 
 @click.group(cls=NpeffGroup, context_settings=CONTEXT_SETTINGS)

@@ -67,3 +67,9 @@ class IncompatibleStoresError(NpeffError):
 
 class DecompositionError(NpeffError):
     """The optimisation cannot go on (e.g. the loss became non-finite)."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message for a one-line report (its type's name when empty)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

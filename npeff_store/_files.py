@@ -14,8 +14,8 @@ from typing import IO, Callable, Iterable, Iterator
 
 import xxhash
 
-from npeff.errors import CorruptError, NotFoundError, OutputExistsError
-from npeff.store.location import refuse_url_output
+from npeff.errors import CorruptError, InvalidArgumentError, NotFoundError, OutputExistsError
+from npeff.store.location import is_url, refuse_url_output
 
 CHECKSUM_ALGORITHM = "xxh3_128"
 _READ_BLOCK = 1 << 24
@@ -143,9 +143,76 @@ def manifest_format(directory: Path, name: str = "manifest.json") -> str | None:
     return data.get("format") if isinstance(data, dict) else None
 
 
+def refuse_overlap(output: str | os.PathLike, inputs: Iterable, what: str) -> None:
+    """Refuse an output that is, contains or lies inside one of the command's inputs.
+
+    Writing there would replace or pollute what the command reads (a decomposition written over
+    its own store, a report inside a store). ``inputs`` are paths (None and URLs are skipped);
+    symbolic links are resolved on both sides.
+
+    Raises:
+        InvalidArgumentError: naming the output and the input.
+    """
+    target = Path(output).resolve()
+    for given in inputs:
+        if given is None or is_url(given):
+            continue
+        source = Path(given).resolve()
+        if target == source:
+            relation = "is"
+        elif source in target.parents:
+            relation = "lies inside"
+        elif target in source.parents:
+            relation = "contains"
+        else:
+            continue
+        raise InvalidArgumentError(f"the output {output} {relation} the input {given}; "
+                                   f"choose a {what} path outside the command's inputs")
+
+
+def refuse_resume_with_overwrite(resume: bool, overwrite: bool) -> None:
+    """``--resume`` keeps an interrupted output, ``--overwrite`` deletes it: never both."""
+    if resume and overwrite:
+        raise InvalidArgumentError("--resume continues an interrupted output and --overwrite replaces it; "
+                                   "give one of them")
+
+
+@contextlib.contextmanager
+def removed_on_failure_if_new(path: str | os.PathLike, *, keep: Callable[[Path], bool] = lambda _p: False
+                              ) -> Iterator[None]:
+    """Run the block; when it fails and ``path`` did not exist before it, remove what it left at
+    ``path`` (an empty output folder, a store with no committed shard), unless ``keep(path)``
+    says it holds work worth resuming (a checkpoint, committed shards)."""
+    path = Path(path)
+    existed = path.exists() or path.is_symlink()
+    try:
+        yield
+    except BaseException:
+        if not existed and path.is_dir() and not path.is_symlink() and not keep(path):
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+def walk_no_links(root: Path) -> Iterator[Path]:
+    """Every path below ``root``, deepest first, never descending into a symbolic link."""
+    for directory, dirs, files in os.walk(root, topdown=False, followlinks=False):
+        for name in (*files, *dirs):
+            yield Path(directory, name)
+
+
+def remove_no_links(path: Path) -> None:
+    """Remove ``path``: a link or file is unlinked, a real directory removed with what is below it
+    (links inside are unlinked, never followed)."""
+    if path.is_symlink() or not path.is_dir():
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    else:
+        shutil.rmtree(path)  # rmtree unlinks the links it meets, it does not follow them
+
+
 def check_output_dir(path: str | os.PathLike, *, what: str, is_ours: Callable[[Path], bool], overwrite: bool,
                      resume: Callable[[Path], bool] | None = None,
-                     exists: type[OutputExistsError] = OutputExistsError) -> str:
+                     exists: type[OutputExistsError] = OutputExistsError, inputs: Iterable = ()) -> str:
     """What writing ``what`` into the directory ``path`` will do; refuses to clobber anything unasked.
 
     Touches nothing: :func:`prepare_output_dir` acts on the answer, and a writer that stages its
@@ -160,6 +227,8 @@ def check_output_dir(path: str | os.PathLike, *, what: str, is_ours: Callable[[P
         resume: optional; when it returns True for an existing output, that output is kept as it
             is (an interrupted run to continue).
         exists: the :class:`OutputExistsError` subclass to raise (e.g. ``StoreExistsError``).
+        inputs: the command's input paths; an output that is, contains or lies inside one is
+            refused (:func:`refuse_overlap`).
 
     Returns:
         ``"create"`` (``path`` is absent or an empty directory: files a killed writer left staging
@@ -170,9 +239,18 @@ def check_output_dir(path: str | os.PathLike, *, what: str, is_ours: Callable[[P
             ``overwrite`` (nor ``resume``).
     """
     refuse_url_output(path, what)
+    refuse_overlap(path, inputs, what)
     path = Path(path)
+    if path.is_symlink():
+        raise exists(f"{path} is a symbolic link; give the {what} a real directory (npeff never writes "
+                     f"or deletes through a link)")
     if path.exists() and not path.is_dir():
         raise exists(f"{path} exists and is a file; give a directory for the {what}")
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise exists(f"{parent} is a file; the {what} {path} cannot be created below it")
+            break
     if not path.exists() or all(entry.name.endswith(PARTIAL_SUFFIX) for entry in path.iterdir()):
         return "create"
     if not is_ours(path):
@@ -187,7 +265,7 @@ def check_output_dir(path: str | os.PathLike, *, what: str, is_ours: Callable[[P
 
 def prepare_output_dir(path: str | os.PathLike, *, what: str, is_ours: Callable[[Path], bool],
                        overwrite: bool, resume: Callable[[Path], bool] | None = None,
-                       exists: type[OutputExistsError] = OutputExistsError) -> Path:
+                       exists: type[OutputExistsError] = OutputExistsError, inputs: Iterable = ()) -> Path:
     """Make ``path`` a directory to write ``what`` into: empty, or a previous output to resume.
 
     Arguments and errors as :func:`check_output_dir`; a previous output is removed when it is
@@ -199,15 +277,13 @@ def prepare_output_dir(path: str | os.PathLike, *, what: str, is_ours: Callable[
     refuse_url_output(path, what)
     path = Path(path)
     action = check_output_dir(path, what=what, is_ours=is_ours, overwrite=overwrite, resume=resume,
-                              exists=exists)
+                              exists=exists, inputs=inputs)
     if action == "replace":
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
-    for stale in sorted(path.rglob(f"*{PARTIAL_SUFFIX}"), reverse=True):  # deepest first
-        if stale.is_dir() and not stale.is_symlink():
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            stale.unlink(missing_ok=True)
+    for stale in walk_no_links(path):  # deepest first
+        if stale.name.endswith(PARTIAL_SUFFIX):
+            remove_no_links(stale)
     return path
 
 

@@ -30,6 +30,8 @@ CARD = "README.md"
 DIMENSION_NAMES = ("example", "row", "feature")
 PROGRESS = "progress.json"
 PEFS = "pefs"
+#: the tensor's zarr metadata, below the store's root (its checksum is in the finalized manifest)
+TENSOR_METADATA = f"{PEFS}/zarr.json"
 EXAMPLES = "examples"
 #: the top-level names of a store (anything else is not part of it)
 KNOWN_NAMES = frozenset({MANIFEST, PROGRESS, PEFS, EXAMPLES, ROOT_GROUP, CARD})
@@ -41,6 +43,16 @@ _TABLE_PART = re.compile(r"part-(\d+)\.parquet$")
 def is_store(path: Path) -> bool:
     """Whether ``path`` holds a store (building or finalized): it has a manifest."""
     return (path / MANIFEST).is_file()
+
+
+def holds_store(path: Path) -> bool:
+    """Whether ``path`` holds what npeff wrote as a store: its manifest says so. Only such a
+    directory is ever replaced (``--overwrite``) or resumed by a writer; a folder that merely has a
+    ``manifest.json`` (a decomposition, a web app) is not."""
+    from npeff.store._files import manifest_format
+    from npeff.store.manifest import FORMAT_NAME
+
+    return manifest_format(path, MANIFEST) == FORMAT_NAME
 
 
 def shard_data_key(index: int) -> str:
@@ -95,37 +107,47 @@ def tensorstore_spec(root: Path, config: StoreConfig | None = None) -> dict:
     if config is not None:
         # every committed shard must exist as a file, also when its examples are all zeros
         spec["store_data_equal_to_fill_value"] = True
-        little = {"name": "bytes", "configuration": {"endian": "little"}}
-        spec["metadata"] = {
-            "shape": [0, config.rank, config.dim],
-            "data_type": config.dtype,
-            "chunk_grid": {"name": "regular",
-                           "configuration": {"chunk_shape": [config.shard_examples, config.rank, config.dim]}},
-            "chunk_key_encoding": {"name": "default"},
-            "fill_value": 0,
-            "codecs": [{
-                "name": "sharding_indexed",
-                "configuration": {
-                    "chunk_shape": [config.chunk_examples, config.rank, config.dim],
-                    "codecs": [little, {"name": "crc32c"}],
-                    "index_codecs": [little, {"name": "crc32c"}],
-                    "index_location": "end",
-                },
-            }],
-            "dimension_names": list(DIMENSION_NAMES),
-            "attributes": {"npeff": "PEF tensor G[m, r, d]; see ../manifest.json"},
-        }
+        spec["metadata"] = dict(tensor_layout(config), shape=[0, config.rank, config.dim],
+                                dimension_names=list(DIMENSION_NAMES),
+                                attributes={"npeff": "PEF tensor G[m, r, d]; see ../manifest.json"})
     return spec
 
 
-def read_array(location: StoreLocation):
+def tensor_layout(config: StoreConfig) -> dict:
+    """The zarr metadata fields that decide how the bytes of the shards are read: dtype, shard and
+    inner-chunk shapes, chunk keys, fill value and codecs (crc32c on every inner chunk and on the
+    shard index). A store's ``pefs/zarr.json`` must agree with them; its shape, dimension names and
+    attributes are not part of them."""
+    little = {"name": "bytes", "configuration": {"endian": "little"}}
+    return {
+        "data_type": config.dtype,
+        "chunk_grid": {"name": "regular",
+                       "configuration": {"chunk_shape": [config.shard_examples, config.rank, config.dim]}},
+        "chunk_key_encoding": {"name": "default"},
+        "fill_value": 0,
+        "codecs": [{
+            "name": "sharding_indexed",
+            "configuration": {
+                "chunk_shape": [config.chunk_examples, config.rank, config.dim],
+                "codecs": [little, {"name": "crc32c"}],
+                "index_codecs": [little, {"name": "crc32c"}],
+                "index_location": "end",
+            },
+        }],
+    }
+
+
+def read_array(location: StoreLocation, config: StoreConfig | None = None):
     """Open the tensor of the store at ``location`` read-only.
 
     A shard whose file is missing fails the read (``fill_missing_data_reads: false``) instead of
-    reading as zeros.
+    reading as zeros. With ``config`` (the manifest's), TensorStore also checks that the tensor
+    metadata agrees with :func:`tensor_layout` (an edited chunk key encoding or a removed crc32c
+    codec fails here, not as zeros or undecodable reads later).
 
     Raises:
-        ValueError: TensorStore's error (metadata missing or unreadable, the location unreachable).
+        ValueError: TensorStore's error (metadata missing, unreadable or not the manifest's, the
+            location unreachable).
     """
     import tensorstore as ts
 
@@ -134,6 +156,8 @@ def read_array(location: StoreLocation):
     if location.kvstore["driver"] in ("http", "s3", "gcs"):
         _NETWORK_USED.append(True)
     spec = {"driver": "zarr3", "kvstore": location.child(PEFS), "fill_missing_data_reads": False}
+    if config is not None:
+        spec["metadata"] = tensor_layout(config)
     return ts.open(spec, open=True, read=True).result()
 
 

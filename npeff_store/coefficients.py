@@ -1,5 +1,6 @@
 """Coefficient directories written by ``npeff fit``: ``W.npy`` ``[m, C]`` (the fitted coefficients of a
-store's examples for a decomposition's components) and ``manifest.json``."""
+store's examples for a decomposition's components), ``pef_norms.npy`` ``[m]`` when the PEFs were
+normalised as they were read, and ``manifest.json``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from npeff.errors import StoreCorruptError, StoreExistsError, StoreNotFoundError
 from npeff.store import _files
+from npeff.store._lock import output_lock
 from npeff.store.arrays import load_array, save_array
 
 FORMAT_NAME = "npeff-coefficients"
@@ -29,6 +31,8 @@ class CoefficientsManifest:
         steps: multiplicative W updates made.
         num_examples, n_components: m and C.
         provenance: package versions, command line and timestamps.
+        normalization: ``normalize``, ``store`` and ``scaled``, as in
+            :class:`~npeff.store.decomposition.DecompositionManifest` (None: not recorded).
     """
 
     decomposition: str
@@ -39,6 +43,7 @@ class CoefficientsManifest:
     num_examples: int
     n_components: int
     provenance: dict = dataclasses.field(default_factory=dict)
+    normalization: dict | None = None
 
     def to_dict(self) -> dict:
         return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **dataclasses.asdict(self)}
@@ -63,15 +68,28 @@ class Coefficients:
     meta: CoefficientsManifest
 
 
+def _is_coefficients(path: Path) -> bool:
+    return _files.manifest_format(path) == FORMAT_NAME
+
+
+def check_coefficients_dir(path: str | os.PathLike, *, overwrite: bool = False, inputs=()) -> None:
+    """Refuse ``path`` before any work, as :func:`write_coefficients` would (touches nothing); also
+    when it is, contains or lies inside one of ``inputs`` (the decomposition, the store)."""
+    _files.check_output_dir(path, what="coefficients directory", overwrite=overwrite, exists=StoreExistsError,
+                            is_ours=_is_coefficients, inputs=inputs)
+
+
 def write_coefficients(path: str | os.PathLike, W: np.ndarray, manifest: CoefficientsManifest, *,
-                       overwrite: bool = False) -> Path:
-    """Write ``W`` and its manifest to the directory ``path`` (refused if it holds anything else, or
-    earlier coefficients without ``overwrite``)."""
-    path = _files.prepare_output_dir(path, what="coefficients directory", overwrite=overwrite,
-                                     exists=StoreExistsError,
-                                     is_ours=lambda p: _files.manifest_format(p) == FORMAT_NAME)
-    save_array(path / "W.npy", W)
-    _files.atomic_write_json(path / MANIFEST, manifest.to_dict())
+                       overwrite: bool = False, extra: dict[str, np.ndarray] | None = None, inputs=()) -> Path:
+    """Write ``W`` (and ``extra`` arrays, e.g. ``pef_norms``) and its manifest to the directory
+    ``path`` (refused if it holds anything else, earlier coefficients without ``overwrite``, or
+    when it overlaps one of ``inputs``), holding the output's lock while it writes."""
+    with output_lock(path, "coefficients directory"):
+        path = _files.prepare_output_dir(path, what="coefficients directory", overwrite=overwrite,
+                                         exists=StoreExistsError, is_ours=_is_coefficients, inputs=inputs)
+        for name, array in {"W": W, **(extra or {})}.items():
+            save_array(path / f"{name}.npy", array)
+        _files.atomic_write_json(path / MANIFEST, manifest.to_dict())
     return path
 
 

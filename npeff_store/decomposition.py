@@ -1,6 +1,6 @@
 """Decomposition directories: ``manifest.json``, ``W.npy`` ``[m, C]``, ``H.npy`` ``[C, d]`` and
-``losses.npy`` (one loss per step), plus ``checkpoint/`` while a run is in progress (see
-:mod:`npeff.store.checkpoint`).
+``losses.npy`` (one loss per step), ``pef_norms.npy`` ``[m]`` when the PEFs were normalised as they
+were read, plus ``checkpoint/`` while a run is in progress (see :mod:`npeff.store.checkpoint`).
 """
 
 from __future__ import annotations
@@ -41,6 +41,10 @@ class DecompositionManifest:
         method: what made it: ``npeff`` (the decomposition), ``gradient-clustering`` or ``sae``
             (the paper's baselines, which write the same format: components as H, scores as W).
         details: what the method reports of its run (iterations, empty clusters, dead latents...).
+        normalization: how the PEFs' sizes were treated: ``normalize`` (asked for), ``store`` (the
+            store's ``pef_spec.normalization``) and ``scaled`` (each PEF scaled to unit
+            ``||G_i^T G_i||_F`` as it was read; its norm before is in ``pef_norms.npy``). None
+            for decompositions that do not record it (earlier versions used PEFs as stored).
     """
 
     n_components: int
@@ -58,6 +62,7 @@ class DecompositionManifest:
     provenance: dict = dataclasses.field(default_factory=dict)
     method: str = "npeff"
     details: dict = dataclasses.field(default_factory=dict)
+    normalization: dict | None = None
 
     def to_dict(self) -> dict:
         return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "kind": "decomposition",
@@ -137,18 +142,19 @@ def open_decomposition(path: str | os.PathLike) -> Decomposition:
     return Decomposition(path)
 
 
-def prepare_decomposition_dir(path: str | os.PathLike, *, overwrite: bool) -> Path:
+def prepare_decomposition_dir(path: str | os.PathLike, *, overwrite: bool, inputs=()) -> Path:
     """Create the output directory of a decomposition, refusing to clobber anything unasked.
 
     An interrupted run's directory (a checkpoint, no manifest) is kept as it is: a resumed run
     continues from its checkpoint, a fresh run replaces the checkpoint as it goes. A finished
-    decomposition is replaced only with ``overwrite``; a directory holding anything else, never.
+    decomposition is replaced only with ``overwrite``; a directory holding anything else, never;
+    nor one that is, contains or lies inside one of the run's ``inputs`` (its store).
     """
     def keep(p: Path) -> bool:  # an interrupted run: a checkpoint and no manifest yet
         return (p / CHECKPOINT_DIR).is_dir() and not (p / MANIFEST).exists()
 
     return _files.prepare_output_dir(
-        path, what="decomposition", overwrite=overwrite, resume=keep, exists=StoreExistsError,
+        path, what="decomposition", overwrite=overwrite, resume=keep, exists=StoreExistsError, inputs=inputs,
         is_ours=lambda p: _files.manifest_format(p) == FORMAT_NAME
         or (not (p / MANIFEST).exists() and (p / CHECKPOINT_DIR).is_dir()))
 

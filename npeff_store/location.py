@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import unquote, urlsplit
 
-from npeff.errors import InvalidArgumentError, StoreNotFoundError
+from npeff.errors import InvalidArgumentError, StoreNotFoundError, first_line
 
 #: ``scheme://`` at the start of a location (Windows drive letters have no ``//``)
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -112,7 +112,7 @@ class StoreLocation:
             try:
                 self._handle.append(ts.KvStore.open(self.kvstore).result())
             except ValueError as error:
-                raise StoreUnreachableError(f"cannot open {self.url}: {_first_line(error)}") from None
+                raise StoreUnreachableError(f"cannot open {self.url}: {first_line(error)}") from None
         return self._handle[0]
 
     def read(self, name: str, byte_range: slice | None = None) -> bytes | None:
@@ -124,7 +124,7 @@ class StoreLocation:
         try:
             result = self._kvstore().read(name, byte_range=byte_range).result()
         except ValueError as error:
-            raise StoreUnreachableError(f"cannot read {self.describe(name)}: {_first_line(error)}") from None
+            raise StoreUnreachableError(f"cannot read {self.describe(name)}: {first_line(error)}") from None
         return None if result.state == "missing" else bytes(result.value)
 
     def read_blocks(self, name: str) -> Iterator[bytes]:
@@ -162,7 +162,7 @@ class StoreLocation:
         try:
             keys = self._kvstore().list().result()
         except ValueError as error:
-            raise StoreUnreachableError(f"cannot list {self.url}: {_first_line(error)}") from None
+            raise StoreUnreachableError(f"cannot list {self.url}: {first_line(error)}") from None
         return sorted({key.decode().split("/", 1)[0] for key in keys})
 
     def __reduce__(self):
@@ -261,10 +261,10 @@ def _hub_location(text: str) -> StoreLocation:
         snapshot = Path(snapshot_download(repo, repo_type="dataset", revision=revision,
                                           allow_patterns=[f"{subdir}/**"] if subdir else None))
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as error:
-        raise StoreNotFoundError(f"cannot open {text}: {_first_line(error)} (is it in the cache, HF_HUB_CACHE, "
+        raise StoreNotFoundError(f"cannot open {text}: {first_line(error)} (is it in the cache, HF_HUB_CACHE, "
                                  f"with HF_HUB_OFFLINE=1?)") from None
     except (HfHubHTTPError, OSError, ValueError) as error:
-        raise StoreUnreachableError(f"cannot open {text}: {_first_line(error)}") from None
+        raise StoreUnreachableError(f"cannot open {text}: {first_line(error)}") from None
     commit = snapshot.name  # the cache keeps each snapshot under the commit it resolved to
     root = snapshot / subdir if subdir else snapshot
     url = f"hf://datasets/{repo}@{commit}" + (f"/{subdir}" if subdir else "")
@@ -281,6 +281,3 @@ def _tail(location: StoreLocation, name: str, start: int) -> bytes:
         raise
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

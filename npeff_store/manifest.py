@@ -23,6 +23,9 @@ STORAGE_DTYPES = ("float32", "float16")
 STATUSES = ("building", "finalized")
 #: projection kinds besides ssp-v1: data projected elsewhere, or not projected at all (d = n)
 OTHER_PROJECTIONS = ("external", "none")
+#: ``pef_spec.normalization`` values saying every PEF has ``||G_i^T G_i||_F = 1`` (or is zero):
+#: ``unit-l2`` is the same for a rank-1 store (``||g g^T||_F = ||g||^2``)
+NORMALIZED = ("unit-frobenius", "unit-l2")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -227,6 +230,12 @@ class StoreConfig:
                 raise InvalidArgumentError(f"pef_spec must be JSON-serialisable: {error}") from None
 
     @property
+    def normalized(self) -> bool:
+        """Whether ``pef_spec.normalization`` says every PEF has unit ``||G_i^T G_i||_F`` (see
+        :data:`NORMALIZED`); a store that does not say counts as not normalised."""
+        return (self.pef_spec or {}).get("normalization") in NORMALIZED
+
+    @property
     def bytes_per_example(self) -> int:
         return self.rank * self.dim * (4 if self.dtype == "float32" else 2)
 
@@ -322,7 +331,12 @@ def check_shard_sequence(shards: tuple[ShardRecord, ...], shard_examples: int) -
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class StoreManifest:
-    """The whole ``manifest.json`` of a store."""
+    """The whole ``manifest.json`` of a store.
+
+    ``tensor_metadata_checksum`` is the xxh3-128 of ``pefs/zarr.json`` as the store was finalized
+    (None in stores finalized before it was recorded, and while building, when the file still
+    changes with every shard).
+    """
 
     config: StoreConfig
     status: str = "building"
@@ -330,9 +344,12 @@ class StoreManifest:
     shards: tuple[ShardRecord, ...] = ()
     provenance: dict = dataclasses.field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    tensor_metadata_checksum: str | None = None
 
     def __post_init__(self) -> None:
         _require(self.status in STATUSES, f"store status must be one of {STATUSES}, got {self.status!r}")
+        _require(self.tensor_metadata_checksum is None or isinstance(self.tensor_metadata_checksum, str),
+                 f"tensor_metadata_checksum must be a string, got {self.tensor_metadata_checksum!r}")
         _require(self.format_version == FORMAT_VERSION,
                  f"store format version {self.format_version} is not supported by this npeff "
                  f"(it reads version {FORMAT_VERSION}); upgrade npeff")
@@ -361,6 +378,9 @@ class StoreManifest:
             "dtype": config.pop("dtype"),
             "fingerprint": self.fingerprint,
             **config,
+            # written only when recorded: a manifest of an earlier npeff round-trips unchanged
+            **({} if self.tensor_metadata_checksum is None
+               else {"tensor_metadata_checksum": self.tensor_metadata_checksum}),
             "shards": [s.to_dict() for s in self.shards],
             "provenance": self.provenance,
         }
@@ -380,6 +400,7 @@ class StoreManifest:
                 shards=tuple(ShardRecord.from_dict(s) for s in data.get("shards", [])),
                 provenance=data.get("provenance", {}),
                 format_version=data["format_version"],
+                tensor_metadata_checksum=data.get("tensor_metadata_checksum"),
             )
         except (KeyError, TypeError) as error:
             raise StoreCorruptError(f"manifest is missing or has a malformed field: {error}") from None

@@ -12,8 +12,10 @@ import numpy as np
 
 from npeff.errors import IncompatibleStoresError, InvalidArgumentError, StoreExistsError
 from npeff.store import _files
-from npeff.store._layout import is_store
+from npeff.store._layout import holds_store
+from npeff.store._lock import output_lock
 from npeff.store._progress_bar import shard_progress
+from npeff.store.integrity import check_shard_data
 from npeff.store.manifest import canonical_json
 from npeff.store.location import refuse_url_output
 from npeff.store.reader import PefStore, open_store
@@ -52,7 +54,9 @@ def merge_stores(out: str | os.PathLike, inputs: Iterable[str | os.PathLike], *,
     """Concatenate compatible finalized stores, in the given order, into a new store ``out``.
 
     Example tables are carried over (``source_id``, text, labels, ...) and re-indexed; the
-    provenance lists the inputs under ``merged_from``. A failed merge leaves no store at ``out``.
+    provenance lists the inputs under ``merged_from``. Every input is verified first
+    (:func:`verify_inputs`): damage is refused, never carried into fresh checksums. A failed merge
+    leaves no store at ``out``.
     Memory: one shard at a time (plus the writer's two shard buffers).
 
     Raises:
@@ -60,6 +64,7 @@ def merge_stores(out: str | os.PathLike, inputs: Iterable[str | os.PathLike], *,
         IncompatibleStoresError: the inputs differ (see :func:`check_compatible`).
         StoreExistsError: ``out`` holds a store and ``overwrite`` is not set, or it is a file or
             a non-empty directory that is not a store.
+        StoreCorruptError: an input fails verification (see :func:`verify_inputs`).
     """
     inputs = list(inputs)
     if not inputs:
@@ -67,14 +72,23 @@ def merge_stores(out: str | os.PathLike, inputs: Iterable[str | os.PathLike], *,
     refuse_url_output(out, "store")
     out = Path(out)
     stores = [open_store(p) for p in inputs]  # local paths or URLs
-    for store in stores:
-        if store.location.local is not None and store.location.local.resolve() == out.resolve():
-            raise InvalidArgumentError(f"the output {out} is also an input; write the merge elsewhere")
+    local_inputs = [store.location.local for store in stores if store.location.local is not None]
+    _files.refuse_overlap(out, local_inputs, "store")
+    with output_lock(out, "store"):
+        return _merge_into(out, stores, overwrite=overwrite, progress=progress, command=command,
+                           inputs=tuple(local_inputs))
+
+
+def _merge_into(out: Path, stores: list[PefStore], *, overwrite: bool, progress: bool, command: str | None,
+                inputs: tuple) -> PefStore:
+    """The merge of :func:`merge_stores`, with the output's lock held."""
     for store in stores:
         if store.status != "finalized":
             raise InvalidArgumentError(f"{store.path} is still being built; finalize it before merging")
     check_compatible(stores)
-    _files.prepare_output_dir(out, what="store", is_ours=is_store, overwrite=overwrite, exists=StoreExistsError)
+    verify_inputs(stores, progress=progress)  # before the output is touched (--overwrite removes it)
+    _files.prepare_output_dir(out, what="store", is_ours=holds_store, overwrite=overwrite,
+                              exists=StoreExistsError, inputs=inputs)
     config = stores[0].config
     merged_from = [{"path": s.url, "num_examples": s.num_examples, "fingerprint": s.fingerprint,
                     "command": s.manifest["provenance"].get("command")} for s in stores]
@@ -83,7 +97,7 @@ def merge_stores(out: str | os.PathLike, inputs: Iterable[str | os.PathLike], *,
         kind=config.kind, parameter_layout=config.parameter_layout,
         model=config.model, pef_spec=config.pef_spec, shard_examples=config.shard_examples,
         chunk_examples=config.chunk_examples, command=command,
-        extra_provenance={"merged_from": merged_from},
+        extra_provenance={"merged_from": merged_from}, inputs=inputs,
     )
     total = sum(len(s.shards) for s in stores)
     chunks = (chunk_and_rows for store in stores for chunk_and_rows in _chunks_with_rows(store))
@@ -95,6 +109,24 @@ def merge_stores(out: str | os.PathLike, inputs: Iterable[str | os.PathLike], *,
         writer.abort()
         shutil.rmtree(out, ignore_errors=True)  # a failed merge leaves no half-written store
         raise
+
+
+def verify_inputs(stores: list[PefStore], *, progress: bool = False) -> None:
+    """Refuse to merge damaged stores: every input's tensor metadata against its manifest, every
+    table part (:attr:`PefStore.examples`) and every shard's data file against its recorded
+    checksum, before anything is written. The merge then writes fresh checksums of verified data
+    only; the copy pass does not hash the shards again (:func:`~npeff.store.integrity.check_shard_data`
+    remembers them). Memory: one table at a time, one 16 MiB block of a shard.
+
+    Raises:
+        StoreCorruptError: a file fails a check (the message names the store, the shard and the file).
+    """
+    for store in stores:
+        _ = store.array  # opening the tensor checks its metadata against the manifest
+        _ = store.examples  # reading the table checks every part
+    shards = [(store, shard) for store in stores for shard in store.shards]
+    for store, shard in shard_progress(shards, total=len(shards), desc="verify inputs", enabled=progress):
+        check_shard_data(store.location, shard, where=str(store.path))
 
 
 def _chunks_with_rows(store: PefStore) -> Iterator[tuple[np.ndarray, list[dict]]]:

@@ -10,7 +10,6 @@ The manifest is written first (status ``building``) and last (``finalized``, wit
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,14 +18,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from npeff.errors import InvalidArgumentError, StoreExistsError
+from npeff.errors import InvalidArgumentError, StoreCorruptError, StoreExistsError
 from npeff.store import _files
+from npeff.store._lock import acquire_output_lock, release_output_lock
 from npeff.store._layout import (
     EXAMPLES,
     MANIFEST,
     PEFS,
     PROGRESS,
+    TENSOR_METADATA,
     default_layout,
+    holds_store,
     is_store,
     open_array,
     shard_data_path,
@@ -35,6 +37,7 @@ from npeff.store._layout import (
     write_root_group,
 )
 from npeff.store.manifest import (
+    NORMALIZED,
     ModelIdentity,
     ParameterLayout,
     ShardRecord,
@@ -98,6 +101,7 @@ class PefStoreWriter:
         self._rows: list[dict] = []
         self._pending: _PendingShard | None = None
         self._finalized = False
+        self._lock: Path | None = None  # the output lock, set by create_store
 
     def _new_buffer(self) -> np.ndarray:
         return np.empty((self._config.shard_examples, self._config.rank, self._config.dim),
@@ -216,6 +220,12 @@ class PefStoreWriter:
             except Exception:  # the store is being thrown away
                 pass
             self._pending = None
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            release_output_lock(lock)
 
     def finalize(self) -> PefStore:
         """Commit the last (partial) shard and write the finalized manifest; returns a reader."""
@@ -227,11 +237,14 @@ class PefStoreWriter:
         manifest = self._manifest.replace(
             status="finalized", num_examples=self._committed, shards=tuple(self._shards),
             provenance=provenance,
+            # the tensor no longer grows: its metadata is final, and readers check it on opening
+            tensor_metadata_checksum=_files.file_checksum(self.path / TENSOR_METADATA),
         )
         write_root_group(self.path, self._config, consolidate=True)
         _files.atomic_write_json(self.path / MANIFEST, manifest.to_dict())
         (self.path / PROGRESS).unlink(missing_ok=True)
         self._finalized = True
+        self._release_lock()
         return open_store(self.path)
 
 
@@ -240,7 +253,9 @@ def _finite_and_ranks(g: np.ndarray, storage: np.dtype) -> tuple[np.ndarray, np.
     and how many of its rows are nonzero (its rank, int ``[k]``).
 
     One pass over ``g`` in its dtype (memory: the ``[k, r]`` row norms); only examples whose row
-    norms overflow are re-checked in float64.
+    norms overflow are re-checked in float64. Values wider than the storage (float64 into float32,
+    float32 into float16) that would overflow it count as non-finite: the check is of what is
+    stored, which costs a second pass over such input.
     """
     with np.errstate(over="ignore", invalid="ignore"):
         norms = np.einsum("krd,krd->kr", g, g)
@@ -249,8 +264,8 @@ def _finite_and_ranks(g: np.ndarray, storage: np.dtype) -> tuple[np.ndarray, np.
             if np.isfinite(g[i]).all():
                 norms[i] = np.einsum("rd,rd->r", g[i], g[i], dtype=np.float64)
                 finite[i] = True
-        if storage == np.float16:
-            finite &= np.abs(g).max(axis=(1, 2), initial=0) <= np.finfo(np.float16).max
+        if np.finfo(g.dtype).max > np.finfo(storage).max:  # e.g. float64 values stored as float32
+            finite &= np.abs(g).max(axis=(1, 2), initial=0) <= np.finfo(storage).max
     return finite, (norms > 0).sum(axis=1)
 
 
@@ -268,16 +283,21 @@ def _discard_uncommitted(root: Path, shards: list[ShardRecord], shard_examples: 
         write_progress(root, shards)
     keep = len(shards)
     chunk_root = root / PEFS / "c"
+    for folder in (root / PEFS, chunk_root, root / EXAMPLES):
+        if folder.is_symlink():  # cleaning through it could delete files outside the store
+            raise StoreCorruptError(f"{folder} is a symbolic link; a store's folders must be its own. "
+                                    f"Refusing to resume (nothing was deleted)")
     if chunk_root.is_dir():
         for entry in chunk_root.iterdir():
             if not entry.name.isdigit() or int(entry.name) >= keep:
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+                _files.remove_no_links(entry)
     for entry in (root / EXAMPLES).iterdir():
         index = table_part_index(entry.name)
         if index is None or index >= keep:
-            entry.unlink()
-    for partial in root.rglob("*.partial"):
-        partial.unlink()
+            _files.remove_no_links(entry)
+    for partial in _files.walk_no_links(root):
+        if partial.name.endswith(_files.PARTIAL_SUFFIX):
+            _files.remove_no_links(partial)
     return shards
 
 
@@ -294,10 +314,12 @@ def create_store(
     parameter_layout: ParameterLayout | None = None,
     model: ModelIdentity | None = None,
     pef_spec: dict | None = None,
+    normalized: bool | None = None,
     shard_examples: int | None = None,
     chunk_examples: int | None = None,
     command: str | None = None,
     extra_provenance: dict | None = None,
+    inputs: tuple = (),
 ) -> PefStoreWriter:
     """Create a PEF store (or resume one) and return its writer.
 
@@ -314,33 +336,63 @@ def create_store(
         kind: ``"lrm-pef"``, or one of the rank-1 kinds ``"gradient"``, ``"divergence"``,
             ``"activation"`` (see :class:`~npeff.store.manifest.StoreConfig`).
         parameter_layout, model, pef_spec: recorded in the manifest.
+        normalized: whether every appended PEF is already scaled to ``||G_i^T G_i||_F = 1`` (or is
+            zero), recorded as ``pef_spec.normalization`` (``"unit-frobenius"`` or ``"none"``).
+            None (default): as ``pef_spec`` says; a store that does not say counts as not
+            normalised, and ``decompose``/``fit`` scale its PEFs to unit norm as they read them.
         shard_examples, chunk_examples: examples per shard / per inner chunk (defaults: ~128 MiB
             shards of ~4 MiB chunks).
         command: the command line recorded in the provenance (default ``sys.argv``).
         extra_provenance: more provenance fields (e.g. the stores a merge came from).
+        inputs: paths the caller reads (a data file, a model folder, stores merged); a store
+            path that is, contains or lies inside one is refused.
+
+    One writer per store: the writer holds a lock (``.{name}.lock`` beside the store, see
+    :mod:`npeff.store._lock`) until :meth:`~PefStoreWriter.finalize` or
+    :meth:`~PefStoreWriter.abort`; a second writer of the same path is refused meanwhile.
 
     Raises:
         StoreExistsError: a store exists and neither ``resume`` (with equal arguments) nor
             ``overwrite`` was asked for, or the path is a non-empty directory that is not a store.
     """
     shard_examples, chunk_examples = _shard_and_chunk_examples(rank, dim, dtype, shard_examples, chunk_examples)
+    pef_spec = _with_normalization(pef_spec, normalized)
     config = StoreConfig(
         kind=kind, rank=rank, dim=dim, dtype=dtype, projection=projection,
         shard_examples=shard_examples, chunk_examples=chunk_examples,
         parameter_layout=parameter_layout, model=model, pef_spec=pef_spec,
     )
-    # an existing store is kept here: _resume_store decides against its manifest whether it may go on
-    root = _files.prepare_output_dir(path, what="store", is_ours=is_store, overwrite=overwrite,
-                                     resume=lambda _root: True, exists=StoreExistsError)
-    if is_store(root):
-        return _resume_store(root, config, resume=resume)
-    (root / EXAMPLES).mkdir(exist_ok=True)
-    provenance = dict(new_provenance(command), **(extra_provenance or {}))
-    manifest = StoreManifest(config=config, provenance=provenance)
-    _files.atomic_write_json(root / MANIFEST, manifest.to_dict())
-    writer = PefStoreWriter(root, manifest, ())  # creates the tensor
-    write_root_group(root, config, consolidate=False)
+    _files.refuse_resume_with_overwrite(resume, overwrite)
+    lock = acquire_output_lock(path, "store")  # held by the writer until finalize or abort
+    try:
+        # an existing store is kept here: _resume_store decides against its manifest whether it may go on
+        root = _files.prepare_output_dir(path, what="store", is_ours=holds_store, overwrite=overwrite,
+                                         resume=lambda _root: True, exists=StoreExistsError, inputs=inputs)
+        if is_store(root):
+            writer = _resume_store(root, config, resume=resume)
+        else:
+            (root / EXAMPLES).mkdir(exist_ok=True)
+            provenance = dict(new_provenance(command), **(extra_provenance or {}))
+            manifest = StoreManifest(config=config, provenance=provenance)
+            _files.atomic_write_json(root / MANIFEST, manifest.to_dict())
+            writer = PefStoreWriter(root, manifest, ())  # creates the tensor
+            write_root_group(root, config, consolidate=False)
+    except BaseException:
+        release_output_lock(lock)
+        raise
+    writer._lock = lock
     return writer
+
+
+def _with_normalization(pef_spec: Any, normalized: bool | None) -> Any:
+    """``pef_spec`` with ``normalization`` set from ``normalized`` (as given when None)."""
+    if normalized is None or not isinstance(pef_spec, (dict, type(None))):
+        return pef_spec  # a pef_spec that is not a mapping is refused by StoreConfig
+    stated = (pef_spec or {}).get("normalization")
+    if not isinstance(normalized, bool) or (stated is not None and (stated in NORMALIZED) != normalized):
+        raise InvalidArgumentError(f"normalized must be True or False and agree with pef_spec's normalization "
+                                   f"({stated!r}), got {normalized!r}")
+    return {**(pef_spec or {}), "normalization": stated or ("unit-frobenius" if normalized else "none")}
 
 
 def _shard_and_chunk_examples(rank: Any, dim: Any, dtype: str, shard_examples: int | None,

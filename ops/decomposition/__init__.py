@@ -4,6 +4,8 @@
 - :mod:`~npeff.ops.decomposition.algorithm`: Algorithm 1 as a chunk step and a small-state step;
 - :mod:`~npeff.ops.decomposition.driver`: :func:`decompose`, the run (init, loop, checkpoints, output);
 - :mod:`~npeff.ops.decomposition.fit`: :func:`fit_coefficients`, W for new data with H fixed.
+- :mod:`~npeff.ops.decomposition.normalization`: PEFs normalised as they are read, and why a loss
+  became non-finite.
 
 The names below are imported on first use (the config alone loads no torch).
 """

@@ -26,6 +26,9 @@ class DecomposeConfig:
         joint_steps: steps updating W then H, at ``joint_lr``.
         seed: seed of the initialisation (W ~ U[0, 1], H ~ N(0, sqrt(2) / sqrt(C d))).
         dtype: compute dtype, ``float32`` or ``float64``.
+        normalize: scale each PEF to ``||G_i^T G_i||_F = 1`` as it is read when the store does
+            not record its PEFs as normalised (section 2.2; see
+            :mod:`npeff.ops.decomposition.normalization`); False decomposes them as stored.
     """
 
     n_components: int = dataclasses.field(metadata={"help": "Number of components C."})
@@ -36,6 +39,8 @@ class DecomposeConfig:
     seed: int = _setting(0, "Seed of the initialisation.")
     dtype: str = dataclasses.field(default="float32", metadata={"help": "Compute dtype.",
                                                                  "choices": COMPUTE_DTYPES})
+    normalize: bool = _setting(True, "Scale each PEF to unit Frobenius norm when the store's are not "
+                                     "normalised (a store from create_store); --no-normalize uses them as stored.")
 
     def __post_init__(self) -> None:
         if isinstance(self.n_components, bool) or not isinstance(self.n_components, int) or self.n_components < 1:
@@ -44,11 +49,17 @@ class DecomposeConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InvalidArgumentError(f"{name} must be an integer >= 0, got {value!r}")
+        if self.warmup_steps + self.joint_steps < 1:
+            raise InvalidArgumentError("a decomposition needs at least one step (--warmup-steps or --joint-steps)")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2 ** 63:
+            raise InvalidArgumentError(f"the seed must be an integer in [0, 2**63), got {self.seed!r}")
         for name in ("warmup_lr", "joint_lr"):
             if not float(getattr(self, name)) > 0:
                 raise InvalidArgumentError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.dtype not in COMPUTE_DTYPES:
             raise InvalidArgumentError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        if not isinstance(self.normalize, bool):
+            raise InvalidArgumentError(f"normalize must be True or False, got {self.normalize!r}")
 
     @property
     def total_steps(self) -> int:

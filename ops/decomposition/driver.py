@@ -12,18 +12,39 @@ import numpy as np
 import torch
 
 from npeff._config import resolve_config
+from npeff.memory import require_memory
 from npeff.errors import DecompositionError, IncompatibleStoresError, InvalidArgumentError
 from npeff.ops.decomposition import algorithm
 from npeff.ops.decomposition.config import DecomposeConfig
+from npeff.ops.decomposition.normalization import Normalization, explain_non_finite, plan_normalization
 from npeff.ops.stream import check_device, make_runner, ok_mask, parse_bytes, require_finalized
 from npeff.ops.stream.cluster import cluster_label, resolve_cluster
 from npeff.store import PefStore, open_store
 from npeff.store.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from npeff.store.decomposition import (Decomposition, DecompositionManifest, open_decomposition,
                                        prepare_decomposition_dir, write_decomposition)
+from npeff.store._files import refuse_resume_with_overwrite, removed_on_failure_if_new
+from npeff.store._lock import output_lock
 from npeff.store.provenance import new_provenance, now_iso
 
-def decompose(
+def decompose(store: PefStore | str | Path, n_components: int | None = None, *, out: str | Path | None = None,
+              resume: bool = False, overwrite: bool = False, **options: Any) -> Decomposition | dict:
+    """Run NPEFF on a store, streaming it from disk (paper, Algorithm 1); the arguments are those
+    of :func:`run_decomposition`.
+
+    With ``out``, the run holds the output's lock (one writer per output, see
+    :mod:`npeff.store._lock`), and an output folder it created is removed again when the run
+    fails before its first checkpoint (an argument error leaves nothing behind).
+    """
+    refuse_resume_with_overwrite(resume, overwrite)
+    if out is None:
+        return run_decomposition(store, n_components, resume=resume, overwrite=overwrite, **options)
+    with output_lock(out, "decomposition"), removed_on_failure_if_new(
+            out, keep=lambda path: checkpoint_path(path).is_file()):
+        return run_decomposition(store, n_components, out=out, resume=resume, overwrite=overwrite, **options)
+
+
+def run_decomposition(
     store: PefStore | str | Path,
     n_components: int | None = None,
     *,
@@ -46,7 +67,8 @@ def decompose(
         store: a :class:`PefStore` or its path.
         n_components: C (or give ``config``); further :class:`DecomposeConfig` fields as keywords.
         out: decomposition directory to write (``W.npy``, ``H.npy``, ``losses.npy``, manifest);
-            without it, a dict with ``W``, ``H``, ``losses`` and ``step_seconds`` is returned.
+            without it, a dict with ``W``, ``H``, ``losses``, ``step_seconds``, ``normalization``
+            and ``pef_norms`` is returned.
         device: torch device of the contractions.
         memory_budget: bytes (or ``"2GB"``) the pass may hold: resident chunks, W and the pieces in
             flight; the rest is re-read every iteration, loads overlapping compute. None: everything
@@ -61,9 +83,15 @@ def decompose(
         checkpoint_every: write H, W, the step and the losses every K steps (needs ``out``).
         resume: continue from the checkpoint in ``out``.
 
+    PEFs of a store that does not record them as normalised are scaled to unit
+    ``||G_i^T G_i||_F`` as they are read (``normalize=True``, the default; see
+    :mod:`~npeff.ops.decomposition.normalization`), their norms returned as ``pef_norms`` ``[m]``
+    (``pef_norms.npy``); what was done is recorded as ``normalization`` in the manifest.
+
     Notes:
         Memory: ``W`` ``[m, C]`` (three times, with its update's temporaries) and ``H`` ``[C, d]``,
-        plus the resident chunks and at most three streamed pieces of 32 MiB.
+        plus the resident chunks and at most three streamed pieces of 32 MiB. Normalising reads
+        the store once more, before the first step.
     """
     store = store if isinstance(store, PefStore) else open_store(store)
     require_finalized(store)
@@ -72,6 +100,10 @@ def decompose(
     config = resolve_config(DecomposeConfig, config, "n_components", n_components, overrides)
     budget, device_budget = parse_bytes(memory_budget), parse_bytes(device_memory_budget)
     dtype = config.torch_dtype
+    per_value = torch.empty((), dtype=dtype).element_size()
+    require_memory(algorithm.W_FOOTPRINT * store.num_examples * config.n_components * per_value,
+                   f"W [{store.num_examples}, {config.n_components}] with its update's temporaries",
+                   "choose fewer components (-C)")
     mask = ok_mask(store, "cpu", dtype)
     if not bool(mask.any()):
         raise InvalidArgumentError(f"no example of {store.path} has status ok (all non-finite or skipped)")
@@ -79,17 +111,19 @@ def decompose(
     if checkpoint_every and out_path is None:
         raise InvalidArgumentError("checkpoints need an output directory (--out)")
     if out_path is not None:
-        prepare_decomposition_dir(out_path, overwrite=overwrite)
+        prepare_decomposition_dir(out_path, overwrite=overwrite, inputs=(store.location.local,))
+    # a remote cluster's driver may lack the workers' device: the norms are computed here, on the CPU
+    normalization = plan_normalization(store, config.normalize, mask=mask, device="cpu" if cluster else device)
 
     w0, h0 = algorithm.initial_state(config.n_components, store.num_examples, store.dim, mask, config.seed)
     start, losses = 0, []
     if resume:
         w0, h0, start, losses = _resumed_state(out_path, config, store)
 
-    per_value = torch.empty((), dtype=dtype).element_size()
     runner = make_runner(store, device=device, dtype=dtype, cluster=cluster, memory_budget=budget,
                          device_memory_budget=device_budget,
-                         reserved_bytes=algorithm.W_FOOTPRINT * store.num_examples * config.n_components * per_value)
+                         reserved_bytes=algorithm.W_FOOTPRINT * store.num_examples * config.n_components * per_value,
+                         scale=normalization.factors)
     step_seconds: list[float] = []
     try:
         runner.start({"W": w0.to(dtype), "mask": mask})
@@ -108,7 +142,7 @@ def decompose(
                 partials = runner.run_pass(algorithm.chunk_step, h, m_matrix, joint)
                 loss = float(partials.loss)
                 if not np.isfinite(loss):
-                    raise DecompositionError(_non_finite_message(step, out_path))
+                    raise DecompositionError(_non_finite_message(step, out_path, store, normalization, mask, dtype))
                 h = algorithm.h_update(h, partials, hht, config.joint_lr if joint else config.warmup_lr)
                 losses.append(loss)
                 step_seconds.append(time.perf_counter() - began)
@@ -123,7 +157,8 @@ def decompose(
         runner.close()
     w, h = algorithm.normalise(w, h)
     result = {"W": w.cpu().numpy(), "H": h.cpu().numpy(), "losses": np.asarray(losses),
-              "step_seconds": np.asarray(step_seconds)}
+              "step_seconds": np.asarray(step_seconds), "normalization": normalization.record(),
+              "pef_norms": normalization.norms}
     if out_path is None:
         return result
     manifest = DecompositionManifest(
@@ -132,8 +167,9 @@ def decompose(
         store_content_id=store.content_id, memory_budget=budget, cluster=cluster_label(cluster), device=device,
         final_loss=losses[-1] if losses else None,
         median_step_seconds=float(np.median(step_seconds)) if step_seconds else None,
-        provenance=dict(new_provenance(command), finalized=now_iso()))
-    write_decomposition(out_path, W=result["W"], H=result["H"], losses=result["losses"], manifest=manifest)
+        provenance=dict(new_provenance(command), finalized=now_iso()), normalization=normalization.record())
+    write_decomposition(out_path, W=result["W"], H=result["H"], losses=result["losses"], manifest=manifest,
+                        extra=None if normalization.norms is None else {"pef_norms": normalization.norms})
     return open_decomposition(out_path)
 
 
@@ -150,8 +186,12 @@ def _resumed_state(out_path: Path | None, config: DecomposeConfig, store: PefSto
     return torch.from_numpy(saved.W).double(), torch.from_numpy(saved.H).double(), saved.step, list(saved.losses)
 
 
-def _non_finite_message(step: int, out_path: Path | None) -> str:
+def _non_finite_message(step: int, out_path: Path | None, store: PefStore, normalization: Normalization,
+                        mask: torch.Tensor, dtype: torch.dtype) -> str:
+    """One line: the step, the kept checkpoint, and the cause the data show (non-finite or huge
+    input values), else the learning rates."""
+    cause, hint = explain_non_finite(store, normalization, mask, dtype)
     kept = out_path is not None and checkpoint_path(out_path).is_file()
-    return (f"the loss became non-finite at step {step}"
+    return (f"the loss became non-finite at step {step}" + (f": {cause}" if cause else "")
             + (f"; the last good checkpoint is kept in {out_path / 'checkpoint'}" if kept else "")
-            + "; lower the learning rates")
+            + ("" if cause else f"; lower the learning rates{hint}"))

@@ -10,6 +10,7 @@ any ``torch.nn.Module`` that maps a batch of input tensors to logits (``examples
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -19,13 +20,16 @@ from torch import nn
 
 from npeff.cuda_ops import ProjectionSpec
 from npeff.errors import InvalidArgumentError
+from npeff.memory import require_memory
 from npeff.ops.pef.batch import MAX_STORED_PROBS, BatchSetup, batch_pefs
 from npeff.ops.pef.formulations import Formulation, TensorClassifier, TensorRegressor, make_formulation
 from npeff.ops.pef.loading import model_identity
 from npeff.ops.pef.per_example import MEMORY_BUDGET, select_parameters
 from npeff.ops.pef.spec import PefSpec, eps_matrix
 from npeff.ops.pef.tasks import TaskError, TaskSpec
+from npeff.ops.stream.inputs import check_device
 from npeff.store import PefStore, create_store
+from npeff.store._files import refuse_resume_with_overwrite
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +106,7 @@ def build_store(
     shard_examples: int | None = None,
     memory_budget: int = MEMORY_BUDGET,
     head: str = "classifier",
+    inputs: tuple = (),
 ) -> PefStore | BuildPlan:
     """Compute the PEFs of ``examples`` under ``model`` and write them to a store at ``out``.
 
@@ -126,6 +131,11 @@ def build_store(
         head: ``"classifier"`` (class log-probabilities) or, for a model without a tokenizer,
             ``"regression"``: real outputs ``[B]`` or ``[B, K]`` (examples ``{"input": tensor}``),
             whose only rows are divergence gradients (``pef=PefSpec(kind="divergence")``).
+        inputs: the paths the build reads (data file, task file, model folder); a store at,
+            around or inside one of them is refused.
+
+    A build that fails before its first shard is committed leaves no store behind (one that
+    already committed shards is kept, for ``resume``).
 
     Returns:
         The finalized store (or the plan for ``dry_run``).
@@ -135,6 +145,8 @@ def build_store(
         tensor's per-example gradients ``[batch * rows, n_tensor]`` at a time, plus ``[batch *
         rows, d]`` projected rows. Never ``rows * n`` for the whole model (paper, sec. 2.2.1).
     """
+    refuse_resume_with_overwrite(resume, overwrite)
+    check_device(device)
     model.eval()
     parameter_dtype = next(model.parameters()).dtype
     included, layout = select_parameters(model, include, exclude)
@@ -153,6 +165,9 @@ def build_store(
     plan = BuildPlan(layout.n_total, stop - start, rank, dim, classes, (start, stop), len(layout.names))
     if dry_run:
         return plan
+    require_memory(3 * min(batch_size, max(stop - start, 1)) * rank * dim * 4,
+                   f"the projected rows of a batch ({batch_size} x {rank} x {dim:,} float32, with the store's "
+                   f"shard buffers)", "choose a smaller --dim or --batch-size")
 
     if regression:
         pef_spec = {"formulation": "regression", "pef": pef.to_dict(), "num_outputs": classes,
@@ -167,25 +182,40 @@ def build_store(
         names = _label_names(model, task, classes)
         if names is not None:
             pef_spec["label_names"] = names
+    created = not (Path(out).exists() or Path(out).is_symlink())
     writer = create_store(
         out, rank=rank, dim=dim, projection=projection_spec, kind=STORE_KINDS.get(pef.kind, "lrm-pef"),
         parameter_layout=layout, model=model_identity(model, model_name, gguf_file=gguf_file), pef_spec=pef_spec,
         resume=resume, overwrite=overwrite, command=command, shard_examples=shard_examples,
         extra_provenance={"example_range": [start, stop], "shard": list(shard) if shard else None},
+        inputs=inputs,
     )
-    setup = BatchSetup(
+    try:
+        return _compute_into(writer, examples, indices=(start, stop), progress=progress, setup=BatchSetup(
         formulation=formulation, task=task, included=included, layout=layout, pef=pef,
         eps=eps_matrix(pef, classes, dtype=parameter_dtype, device=device), projection=projection_spec,
         dim=dim, backend=backend, dtype=parameter_dtype, memory_budget=memory_budget,
-    )
+        ), batch_size=batch_size)
+    except BaseException:
+        writer.abort()
+        if created and writer.num_examples == 0:  # nothing committed: leave no store behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _compute_into(writer, examples: Sequence[dict], *, indices: tuple[int, int], setup: BatchSetup,
+                  batch_size: int, progress: bool) -> PefStore:
+    """The PEFs of ``examples[start:stop]`` after those ``writer`` already holds, batch by batch,
+    appended to ``writer``; then the store finalized."""
+    start, stop = indices
     first = start + writer.num_examples
     from npeff.progress import progress_bar
 
     bar = progress_bar(total=stop - start, initial=first - start, unit="ex", desc="build", enabled=progress)
     for batch_start in range(first, stop, batch_size):
-        indices = list(range(batch_start, min(batch_start + batch_size, stop)))
-        writer.append(*batch_pefs(setup, [examples[i] for i in indices], indices))
-        bar.update(len(indices))
+        rows = list(range(batch_start, min(batch_start + batch_size, stop)))
+        writer.append(*batch_pefs(setup, [examples[i] for i in rows], rows))
+        bar.update(len(rows))
     bar.close()
     return writer.finalize()
 

@@ -27,7 +27,7 @@ from npeff.ops.stream.cluster import (
     scheduler_file_address,
     start_local_cluster,
 )
-from npeff.ops.stream.load import aligned
+from npeff.ops.stream.load import aligned, scale_examples
 from npeff.ops.stream.plan import Piece
 from npeff.ops.stream.runner import ChunkStep, P, PieceState, to_device
 from npeff.ops.stream.schedule import add_partials
@@ -42,13 +42,15 @@ CONNECT_TIMEOUT_SECONDS = 20
 class Partition:
     """The shards that live on one worker, with their per-example state rows and per-piece caches.
 
-    Created on its worker as a dask actor; ``shards`` are the ``(index, start, stop)`` of its shards.
+    Created on its worker as a dask actor; ``shards`` are the ``(index, start, stop)`` of its shards,
+    ``scales`` (optional) one ``[k]`` array per shard multiplying its examples' rows as they are read.
 
     Notes:
         Memory on the worker: its shards ``[k, r, d]`` in ``dtype`` plus their state rows.
     """
 
-    def __init__(self, path: str, shards: list[tuple[int, int, int]], dtype: str, device: str = "cpu"):
+    def __init__(self, path: str, shards: list[tuple[int, int, int]], dtype: str, device: str = "cpu",
+                 scales: list | None = None):
         from npeff.store import open_store
 
         try:
@@ -61,8 +63,10 @@ class Partition:
         self.device = torch.device(device)
         self.pieces = [Piece(index, start, stop, "device") for index, start, stop in shards]
         torch_dtype = getattr(torch, dtype)
-        self.g = [aligned(torch.from_numpy(store.read(start, stop)).to(device=self.device, dtype=torch_dtype))
-                  for _, start, stop in shards]
+        self.g = [aligned(scale_examples(torch.from_numpy(store.read(start, stop)).to(device=self.device,
+                                                                                      dtype=torch_dtype),
+                                         None if scales is None else scales[i]))
+                  for i, (_, start, stop) in enumerate(shards)]
         self.caches: list[dict[str, Any]] = [{} for _ in shards]
         self.rows: dict[str, list[torch.Tensor]] = {}
 
@@ -179,6 +183,7 @@ class DistributedRunner:
             a ``distributed.Client``; npeff closes what it opened, never a client it was given.
         device: the workers' compute device.
         dtype: the compute dtype.
+        scale: optional ``[m]`` factors multiplying each example's rows as the workers read them.
 
     Raises:
         InvalidArgumentError: the scheduler cannot be reached, the cluster has no workers, or a
@@ -188,8 +193,10 @@ class DistributedRunner:
 
     device = torch.device("cpu")
 
-    def __init__(self, store, *, cluster: Any, device: str = "cpu", dtype: torch.dtype = torch.float32):
+    def __init__(self, store, *, cluster: Any, device: str = "cpu", dtype: torch.dtype = torch.float32,
+                 scale: torch.Tensor | None = None):
         self.store, self.worker_device, self.dtype = store, device, dtype
+        self.scale = None if scale is None else torch.as_tensor(scale).cpu()
         self._cluster = None
         self._threads = torch.get_num_threads()  # in-process workers set torch's (process-wide) threads
         self.client, self._owns_client = self._connect(resolve_cluster(cluster), device)
@@ -237,8 +244,8 @@ class DistributedRunner:
         homes = [(address, [(s.index, s.start, s.stop) for s in shards[i::len(workers)]])
                  for i, address in enumerate(workers[:len(shards)])]  # shard i on worker i mod N
         futures = [client.submit(Partition, self.store.url, held, DTYPE_NAMES[self.dtype],
-                                 self.worker_device, workers=[address], allow_other_workers=False, actor=True,
-                                 pure=False)
+                                 self.worker_device, self._scales(held), workers=[address],
+                                 allow_other_workers=False, actor=True, pure=False)
                    for address, held in homes]
         self._homes, self._addresses = futures, [address for address, _ in homes]
         self.partitions = [result_from_worker(client, future, address)
@@ -247,6 +254,10 @@ class DistributedRunner:
         for i, ranges in enumerate(self.ranges):
             parts = {name: [value[a:b].clone() for a, b in ranges] for name, value in rows.items()}
             self._result(i, self._call(i, "set_rows", parts))
+
+    def _scales(self, held: list[tuple[int, int, int]]) -> list | None:
+        """The factors of the shards ``held`` by one partition (None without a scale)."""
+        return None if self.scale is None else [self.scale[start:stop].clone() for _, start, stop in held]
 
     def _call(self, i: int, method: str, *args: Any):
         """``method(*args)`` started on partition ``i``'s actor (distributed refuses to once its worker is lost)."""

@@ -86,18 +86,20 @@ class LocalRunner:
         device, dtype: where and in which dtype pieces are computed on.
         memory_budget, device_memory_budget, reserved_bytes: see
             :func:`~npeff.ops.stream.plan.plan_residency`.
+        scale: optional ``[m]`` factors multiplying each example's rows as they are read (see
+            :class:`~npeff.ops.stream.load.PieceLoader`).
         schedule: runs one pass, ``(pieces, load, compute, combine) -> partials`` (default: a
             :class:`~npeff.ops.stream.schedule.PassScheduler`, a dask graph).
     """
 
     def __init__(self, store, *, device: str = "cpu", dtype: torch.dtype = torch.float32,
                  memory_budget: int | None = None, device_memory_budget: int | None = None,
-                 reserved_bytes: int = 0, schedule: Schedule | None = None):
+                 reserved_bytes: int = 0, schedule: Schedule | None = None, scale: torch.Tensor | None = None):
         self.device = torch.device(device)
         self.plan: ResidencyPlan = plan_residency(
             store, dtype=dtype, device=device, memory_budget=memory_budget,
             device_memory_budget=device_memory_budget, reserved_bytes=reserved_bytes)
-        self.load = PieceLoader(store, device=device, dtype=dtype)
+        self.load = PieceLoader(store, device=device, dtype=dtype, scale=scale)
         self._scheduler = PassScheduler() if schedule is None else None
         self._schedule = schedule or self._scheduler
         self.rows: dict[str, torch.Tensor] = {}
@@ -122,12 +124,14 @@ class LocalRunner:
 
 
 def make_runner(store, *, device: str, dtype, cluster: str | None = None, memory_budget: int | None = None,
-                device_memory_budget: int | None = None, reserved_bytes: int = 0) -> Runner:
-    """A :class:`~npeff.ops.stream.distributed.DistributedRunner` when ``cluster`` is given, else a :class:`LocalRunner`."""
+                device_memory_budget: int | None = None, reserved_bytes: int = 0,
+                scale: torch.Tensor | None = None) -> Runner:
+    """A :class:`~npeff.ops.stream.distributed.DistributedRunner` when ``cluster`` is given, else a
+    :class:`LocalRunner`; ``scale`` (``[m]``) multiplies each example's rows as they are read."""
     if cluster:
         from npeff.ops.stream.distributed import DistributedRunner
 
-        return DistributedRunner(store, cluster=cluster, device=device, dtype=dtype)
+        return DistributedRunner(store, cluster=cluster, device=device, dtype=dtype, scale=scale)
     return LocalRunner(store, device=device, dtype=dtype, memory_budget=memory_budget,
-                       device_memory_budget=device_memory_budget, reserved_bytes=reserved_bytes)
+                       device_memory_budget=device_memory_budget, reserved_bytes=reserved_bytes, scale=scale)
 

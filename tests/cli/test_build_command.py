@@ -75,7 +75,7 @@ def test_resume_and_overwrite_flags(files, tiny_models):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["{missing_model}", "--data", "{dir}/data.jsonl"], "cannot load model"),
+    (["{missing_model}", "--data", "{dir}/data.jsonl"], "does not exist"),
     (["{gpt2}", "--data", "{dir}/nope.jsonl"], "does not exist"),
     (["{gpt2}", "--data", "{dir}/task.yaml"], "must be .jsonl, .json, .csv or .parquet"),
     (["{gpt2}", "--data", "{dir}/data.jsonl", "--shard", "3/2"], "0 <= i < N"),

@@ -59,3 +59,46 @@ def test_bad_input_is_a_one_line_error(tmp_path, store, args, message):
     result = CliRunner().invoke(cli, [a.format(store=store, tmp=tmp_path) for a in args])
     assert result.exit_code == 1
     assert result.output.startswith(message) and result.output.count("\n") == 1, result.output
+
+
+def test_normalisation_and_no_normalize(tmp_path):
+    from npeff.store import create_store
+    from tests.ops.decomposition.helpers import random_pefs
+
+    writer = create_store(tmp_path / "raw", rank=3, dim=32, projection={"kind": "external"})  # says nothing
+    writer.append((random_pefs(m=10, seed=4) * 5).numpy().astype(np.float32))
+    raw = str(writer.finalize().path)
+    runner = CliRunner()
+    short = ["-C", "2", "--warmup-steps", "2", "--joint-steps", "2", "--warmup-lr", "0.01", "--joint-lr", "0.01"]
+    assert runner.invoke(cli, ["decompose", raw, "--out", str(tmp_path / "d"), *short]).exit_code == 0
+    normalised = open_decomposition(tmp_path / "d")
+    assert normalised.meta.normalization == {"normalize": True, "store": None, "scaled": True}
+    np.testing.assert_allclose(normalised.array("pef_norms"), 25.0, **tolerances.FLOAT32_STORED_PEF)
+    result = runner.invoke(cli, ["decompose", raw, "--out", str(tmp_path / "e"), *short, "--no-normalize"])
+    assert result.exit_code == 0, result.output
+    as_stored = open_decomposition(tmp_path / "e")
+    assert as_stored.config["normalize"] is False and as_stored.meta.normalization["scaled"] is False
+    assert not (tmp_path / "e" / "pef_norms.npy").exists()
+    fitted = runner.invoke(cli, ["fit", str(tmp_path / "e"), raw, "--out", str(tmp_path / "c"), "--steps", "2",
+                                 "--no-normalize"])
+    assert fitted.exit_code == 0, fitted.output
+    assert open_coefficients(tmp_path / "c").meta.normalization == {"normalize": False, "store": None,
+                                                                     "scaled": False}
+    help_text = " ".join(runner.invoke(cli, ["fit", "--help"]).output.split())
+    assert "--normalize / --no-normalize" in help_text
+    assert "--normalize / --no-normalize" in " ".join(runner.invoke(cli, ["decompose", "--help"]).output.split())
+
+
+def test_fit_with_non_finite_components_is_a_one_line_error(tmp_path, store):
+    from npeff.store.arrays import save_array
+
+    runner = CliRunner()
+    assert runner.invoke(cli, ["decompose", str(store), "--out", str(tmp_path / "d"), "-C", "2",
+                               "--warmup-steps", "1", "--joint-steps", "1"]).exit_code == 0
+    H = np.load(tmp_path / "d" / "H.npy")
+    H[0, 0] = np.nan
+    save_array(tmp_path / "d" / "H.npy", H)
+    result = runner.invoke(cli, ["fit", str(tmp_path / "d"), str(store), "--out", str(tmp_path / "c"), "--steps", "2"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: the components H of ") and result.output.count("\n") == 1, result.output
+    assert not (tmp_path / "c").exists()

@@ -63,7 +63,7 @@ def _building_store(root):
     "out,inputs,match",
     [
         ("m", [], "at least one input store"),
-        ("a", ["a"], "also an input"),
+        ("a", ["a"], "is the input"),
         ("m", ["a", _building_store], "still being built"),
     ],
 )

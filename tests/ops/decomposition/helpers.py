@@ -25,9 +25,10 @@ def naive_npeff(g, w, h, *, warmup, joint, lr_warm, lr_joint):
     return history
 
 
-def make_store(path, g, *, shard=4, status=None):
+def make_store(path, g, *, shard=4, status=None, normalized=True):
+    """A store of ``g``; the helpers' PEFs are unit-norm, so it says so unless told otherwise."""
     writer = create_store(path, rank=g.shape[1], dim=g.shape[2], projection={"kind": "external"},
-                          shard_examples=shard, chunk_examples=1)
+                          shard_examples=shard, chunk_examples=1, normalized=normalized)
     writer.append(g.numpy().astype(np.float32), [{"status": s} for s in status] if status else None)
     return writer.finalize()
 

@@ -60,3 +60,62 @@ def test_a_store_of_another_projection_is_refused(tmp_path, decomposed):
     other.append(random_pefs(m=4).numpy().astype(np.float32))
     with pytest.raises(IncompatibleStoresError, match="does not share the projection"):
         fit_coefficients(decomposed[0], other.finalize())
+
+
+@pytest.mark.parametrize("value, message", [(np.nan, "hold NaN or inf"), (np.inf, "hold NaN or inf")])
+def test_non_finite_components_are_refused_before_fitting(tmp_path, decomposed, monkeypatch, value, message):
+    from npeff.errors import DecompositionError
+    from npeff.ops.stream import LocalRunner
+
+    H = np.load(decomposed[0] / "H.npy")
+    H[1, 3] = value
+    save_array(decomposed[0] / "H.npy", H)
+    monkeypatch.setattr(LocalRunner, "run_pass", lambda *a, **k: pytest.fail("fitted with a non-finite H"))
+    with pytest.raises(DecompositionError, match=message) as raised:
+        fit_coefficients(*decomposed, steps=2, out=tmp_path / "c")
+    assert "first component 1" in str(raised.value) and "\n" not in str(raised.value)
+    assert not (tmp_path / "c").exists()
+
+
+def test_components_of_the_wrong_shape_are_refused(tmp_path, decomposed):
+    save_array(decomposed[0] / "H.npy", np.ones(32))
+    with pytest.raises(InvalidArgumentError, match=r"must be a float matrix \[C, d\], got float64 of shape \[32\]"):
+        fit_coefficients(*decomposed)
+    save_array(decomposed[0] / "H.npy", np.ones((3, 32)))
+    with pytest.raises(InvalidArgumentError, match="are 3 rows, but its manifest says 2 components"):
+        fit_coefficients(*decomposed)
+
+
+def test_an_existing_output_is_refused_before_the_work(tmp_path, decomposed, monkeypatch):
+    from npeff.ops.decomposition import normalization
+    from npeff.ops.stream import LocalRunner
+
+    fit_coefficients(*decomposed, steps=2, out=tmp_path / "c")
+    monkeypatch.setattr(LocalRunner, "run_pass", lambda *a, **k: pytest.fail("fitted before checking --out"))
+    monkeypatch.setattr(normalization, "pef_statistics", lambda *a, **k: pytest.fail("read the store first"))
+    with pytest.raises(StoreExistsError, match="already exists"):
+        fit_coefficients(*decomposed, steps=2, out=tmp_path / "c")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(StoreExistsError, match="not an npeff coefficients directory"):
+        fit_coefficients(*decomposed, steps=2, out=tmp_path / "mine")
+
+
+def test_non_finite_coefficients_are_an_error_and_never_written(tmp_path):
+    from npeff.errors import DecompositionError
+
+    g = random_pefs(m=6, seed=3)
+    g[2] *= 1e25  # finite in float32 storage; its squares are not
+    writer = create_store(tmp_path / "s", rank=3, dim=32, projection={"kind": "external"})
+    writer.append(g.numpy().astype(np.float32))
+    store = writer.finalize()
+    decompose(store, 2, out=tmp_path / "d", warmup_steps=1, joint_steps=1)
+    with pytest.raises(DecompositionError) as raised:
+        fit_coefficients(tmp_path / "d", store, steps=3, normalize=False, out=tmp_path / "c")
+    message = str(raised.value)
+    assert message.startswith("fitting gave non-finite or negative coefficients for 1 of 6 examples (first: "
+                              "example 2); nothing was written: the PEFs of ")
+    assert "hold finite but huge values" in message and "\n" not in message
+    assert not (tmp_path / "c").exists()
+    fitted = fit_coefficients(tmp_path / "d", store, steps=3, out=tmp_path / "c")  # normalised as read: fine
+    assert np.isfinite(fitted).all() and (fitted >= 0).all()
