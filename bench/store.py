@@ -1,10 +1,17 @@
-"""Benchmark of the PEF store: append and sequential read throughput against plain numpy files.
+"""Benchmark of the PEF store: append and sequential read throughput against plain numpy files,
+and the cost of checking each shard against its recorded checksum on its first read.
 
 Writes a store of about --gb gigabytes (float32, rank --rank, dim --dim) by appending batches,
 then reads it back through ``iter_chunks()``; side by side, writes the same bytes with
 ``ndarray.tofile`` and reads them with one ``numpy.fromfile``. Reads are timed cold (pages of
 both files dropped from the OS cache with posix_fadvise after a sync) and warm, alternating the
 two readers --repeat times and taking medians (a virtual disk may still cache below the OS).
+These store reads check the crc32c of each inner chunk only (``check_shards=False``).
+
+Then the first full read of the store with the shard check (every shard file hashed, xxh3-128,
+as in a fresh process: :func:`npeff.store.integrity.forget_checked_shards` before each) against
+the same read without it, alternated the same way, cold and warm; ``check_cost_*`` is the ratio
+of their times.
 
 Usage:
     python bench/store.py                    # 4 GiB store, r=8, d=8192 (docs/benchmarks.md)
@@ -39,6 +46,7 @@ def main():
     args = parser.parse_args()
 
     from npeff.store import create_store, open_store
+    from npeff.store.integrity import forget_checked_shards
 
     scratch = Path(args.dir)
     shutil.rmtree(scratch, ignore_errors=True)
@@ -69,11 +77,15 @@ def main():
             batch.tofile(handle)
     results["tofile_s"] = time.perf_counter() - start
 
-    def read_store():
+    def read_store(check_shards=False):
         count = 0
-        for chunk in open_store(store_path).iter_chunks():
+        for chunk in open_store(store_path, check_shards=check_shards).iter_chunks():
             count += chunk.data.nbytes
         assert count == total
+
+    def read_checked():
+        forget_checked_shards()  # a first read, as in a fresh process
+        read_store(check_shards=True)
 
     def read_raw():
         data = np.fromfile(raw_path, dtype=np.float32)
@@ -92,6 +104,21 @@ def main():
         for name, values in times.items():
             results[f"{name}_read_{temperature}_s"] = float(np.median(values))
             results[f"{name}_read_{temperature}_all_s"] = [round(v, 3) for v in values]
+
+    for temperature in ("cold", "warm"):
+        times = {"checked": [], "unchecked": []}
+        for _ in range(args.repeat):
+            for name, reader in (("checked", read_checked), ("unchecked", read_store)):
+                if temperature == "cold":
+                    drop_cache(files_below(store_path))
+                start = time.perf_counter()
+                reader()
+                times[name].append(time.perf_counter() - start)
+        for name, values in times.items():
+            results[f"{name}_read_{temperature}_s"] = float(np.median(values))
+            results[f"{name}_read_{temperature}_all_s"] = [round(v, 3) for v in values]
+        results[f"check_cost_{temperature}"] = (results[f"checked_read_{temperature}_s"]
+                                                / results[f"unchecked_read_{temperature}_s"])
 
     gb = total / 1e9
     for key in [k for k in results if k.endswith("_s") and not k.endswith("_all_s")]:

@@ -26,8 +26,11 @@ def check_projection(log2_n: int, dim: int, rows: int, seed: int, backend: str) 
     Prints throughput, how well inner products and norms survive the projection (relative to the
     Johnson-Lindenstrauss scale 1/sqrt(d)), block additivity and the adjoint identity.
     """
+    from npeff.memory import require_memory
     from npeff.ops.demo.projection import projection_demo
 
+    require_memory(3 * rows * 2**log2_n * 4, f"{rows} random vectors of length 2**{log2_n} (float32, with "
+                   f"their copies)", "choose fewer --rows or a smaller --log2-n")
     report = projection_demo(n=2**log2_n, d=dim, rows=rows, seed=seed, backend=backend)
     click.echo(f"projected {rows} vectors of length {report['n']:,} to d={dim} "
                f"on {report['backend']} in {report['seconds']:.3f} s "

@@ -170,6 +170,17 @@ def refuse_overlap(output: str | os.PathLike, inputs: Iterable, what: str) -> No
                                    f"choose a {what} path outside the command's inputs")
 
 
+def refuse_path_below_file(path: str | os.PathLike, what: str,
+                           error: type[OutputExistsError] = OutputExistsError) -> None:
+    """Refuse an output whose nearest existing ancestor is a file (``task.yaml/out``)."""
+    path = Path(path)
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise error(f"{parent} is a file; the {what} {path} cannot be created below it")
+            return
+
+
 def refuse_resume_with_overwrite(resume: bool, overwrite: bool) -> None:
     """``--resume`` keeps an interrupted output, ``--overwrite`` deletes it: never both."""
     if resume and overwrite:
@@ -246,11 +257,7 @@ def check_output_dir(path: str | os.PathLike, *, what: str, is_ours: Callable[[P
                      f"or deletes through a link)")
     if path.exists() and not path.is_dir():
         raise exists(f"{path} exists and is a file; give a directory for the {what}")
-    for parent in path.absolute().parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise exists(f"{parent} is a file; the {what} {path} cannot be created below it")
-            break
+    refuse_path_below_file(path, what, exists)
     if not path.exists() or all(entry.name.endswith(PARTIAL_SUFFIX) for entry in path.iterdir()):
         return "create"
     if not is_ours(path):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 from npeff.errors import OutputExistsError
+from npeff.store._files import refuse_path_below_file
 from npeff.store.location import refuse_url_output
 
 _held: dict[Path, list] = {}  # resolved lock path -> [file descriptor, count]
@@ -50,6 +51,7 @@ def acquire_output_lock(output: str | os.PathLike, what: str = "output") -> Path
         InvalidArgumentError: ``output`` is a URL (outputs are local directories).
     """
     refuse_url_output(output, what)
+    refuse_path_below_file(output, what)
     path = lock_path(output)
     with _guard:
         key = path.resolve() if path.parent.exists() else path

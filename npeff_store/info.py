@@ -1,22 +1,28 @@
-"""Describing a PEF store (``npeff info``): a JSON-able summary and its human-readable rendering."""
+"""Describing a PEF store (``npeff info``): a JSON-able summary and its human-readable rendering,
+with notes where the store's files contradict its manifest."""
 
 from __future__ import annotations
 
 import collections
 
-
 from npeff.store import _files
+from npeff.store.integrity import read_table_part, tensor_problems
 from npeff.store.manifest import canonical_json
 from npeff.store.reader import PefStore
 
 
 def store_info(store: PefStore) -> dict:
-    """A JSON-able description of a store: shape, size on disk, spec, provenance, fingerprint.
+    """A JSON-able description of a store: shape, size on disk, spec, provenance, fingerprint, the
+    examples' statuses and ``notes``.
 
-    Reads the manifest and the example table's ``status`` column (not the tensor).
+    Reads the manifest, the tensor metadata and the example table (one part at a time; not the
+    tensor's data). A table part that fails its checks (:func:`~npeff.store.integrity.read_table_part`:
+    checksum, schema, row count, ``example_index``, statuses) is not counted and gets a note, as do
+    tensor metadata that disagrees with the manifest and statuses that cover fewer examples than
+    the manifest holds: the numbers shown never contradict each other silently.
     """
     config = store.config
-    statuses = collections.Counter(store.examples.column("status").to_pylist())
+    statuses, notes = _statuses_and_notes(store)
     layout = config.parameter_layout
     return {
         "path": str(store.path),
@@ -41,7 +47,26 @@ def store_info(store: PefStore) -> dict:
         "pef_spec": config.pef_spec,
         "example_status": dict(statuses),
         "provenance": store.manifest["provenance"],
+        "notes": notes,
     }
+
+
+def _statuses_and_notes(store: PefStore) -> tuple[collections.Counter, list[str]]:
+    """The status counts of the table parts that pass their checks, and a note per contradiction."""
+    notes = list(tensor_problems(store.location, store.store_manifest))
+    statuses: collections.Counter = collections.Counter()
+    for shard in store.shards:
+        table, problem = read_table_part(store.location, shard)
+        if problem is not None:
+            notes.append(f"shard {shard.index} (examples {shard.start}-{shard.stop - 1}): {problem}; "
+                         f"its statuses are not counted")
+        else:
+            statuses.update(table.column("status").to_pylist())
+    counted = sum(statuses.values())
+    if counted != store.num_examples:
+        notes.append(f"the statuses cover {counted:,} of the manifest's {store.num_examples:,} examples; "
+                     f"run `npeff verify`")
+    return statuses, notes
 
 
 def format_info(info: dict) -> str:
@@ -79,5 +104,6 @@ def format_info(info: dict) -> str:
     ]
     if "merged_from" in provenance:
         lines.append(("merged from", ", ".join(p["path"] for p in provenance["merged_from"])))
+    lines.extend(("note", note) for note in info.get("notes", ()))
     width = max(len(k) for k, _ in lines)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in lines)

@@ -3,7 +3,9 @@
 manifest and progress record.
 
 A reader sees the shards committed when it opened the store (all of them once it is finalized);
-any number of readers may run beside one writer.
+any number of readers may run beside one writer. What it serves is checked against the manifest
+(:mod:`npeff.store.integrity`): the tensor metadata on opening, each shard's file on its first
+read in the process, each table part when the table is read.
 """
 
 from __future__ import annotations
@@ -16,11 +18,17 @@ from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from npeff.errors import InvalidArgumentError, NpeffError, StoreCorruptError, StoreNotFoundError
 from npeff.store import _files
-from npeff.store._layout import MANIFEST, PEFS, PROGRESS, read_array, shard_data_key, shard_table_key
+from npeff.store._layout import MANIFEST, PEFS, PROGRESS, shard_data_key
+from npeff.store.integrity import (
+    UNREACHABLE,
+    check_shard_data,
+    metadata_checksum_problem,
+    open_tensor,
+    read_table_part,
+)
 from npeff.store.location import StoreLocation, StoreUnreachableError, is_url, parse_location
 from npeff.store.manifest import ShardRecord, StoreConfig, StoreManifest, check_shard_sequence
 from npeff.store.schema import EXAMPLE_SCHEMA
@@ -82,12 +90,31 @@ class PefStore:
     sees the shards committed when it was opened. The handle pickles (it reopens on unpickling,
     from :attr:`url`, so the workers of a cluster read a remote store directly).
 
+    Args:
+        path: a local path, a URL or a :class:`StoreLocation`.
+        check_shards: hash each shard's file on its first read in this process and refuse one that
+            is not the file the manifest records (:func:`~npeff.store.integrity.check_shard_data`);
+            False leaves only TensorStore's crc32c per inner chunk, which a shard moved, swapped or
+            replaced by another valid one passes (for a store just verified by other means).
+
     Attributes:
         location: where the store is (:mod:`npeff.store.location`).
         path: the local directory as given, or the URL of a remote store (for messages).
+
+    Raises:
+        StoreCorruptError: the manifest is unreadable, or the tensor metadata fails the checksum
+            the manifest records for it.
     """
 
-    def __init__(self, path: str | os.PathLike | StoreLocation):
+    def __init__(self, path: str | os.PathLike | StoreLocation, *, check_shards: bool = True):
+        self._open(path, check_shards)
+        problem = metadata_checksum_problem(self.location, self._manifest)
+        if problem is not None:
+            raise StoreCorruptError(f"{self.path}: {problem}; run `npeff verify`")
+
+    def _open(self, path: str | os.PathLike | StoreLocation, check_shards: bool) -> None:
+        """Read the manifest (and the progress record of a store being built)."""
+        self._check_shards = bool(check_shards)
         self.location = path if isinstance(path, StoreLocation) else parse_location(path)
         self.path: Path | str = (Path(path) if not isinstance(path, StoreLocation) and not is_url(path)
                                  else self.location.url)
@@ -102,10 +129,10 @@ class PefStore:
 
     # pickling: ship the location, reopen on the other side (TensorStore handles stay local)
     def __getstate__(self) -> dict:
-        return {"url": self.url}
+        return {"url": self.url, "check_shards": self._check_shards}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["url"])
+        self.__init__(state["url"], check_shards=state.get("check_shards", True))
 
     def __repr__(self) -> str:
         return (f"PefStore({self.url!r}, m={self.num_examples}, r={self.rank}, d={self.dim}, "
@@ -129,6 +156,11 @@ class PefStore:
     @property
     def manifest(self) -> dict:
         return self._manifest.to_dict()
+
+    @property
+    def store_manifest(self) -> StoreManifest:
+        """The manifest as its dataclass (:attr:`manifest` is its JSON form)."""
+        return self._manifest
 
     @property
     def status(self) -> str:
@@ -156,9 +188,18 @@ class PefStore:
 
     @property
     def content_id(self) -> str:
-        """A digest of the committed shards' checksums: equal for stores holding the same bytes.
+        """The identity of the examples the store serves: a digest of its fingerprint (projection
+        and parameter layout) and, per committed shard, its range and the xxh3-128 checksums of its
+        data file and table part. Equal for stores holding the same bytes.
 
-        Decompositions record it, so analysis can tell whether a store is the one decomposed.
+        Every checksum in it is checked before the store serves what it covers: a shard's data on
+        its first read in the process (unless opened with ``check_shards=False``), a table part
+        whenever the table is read, and the tensor metadata, which decides how the shards' bytes
+        are read, on opening (its recorded checksum) and when the tensor is opened (against the
+        manifest's layout). The tensor metadata's own checksum is not part of the digest: what it
+        may say is fixed by the manifest, and leaving it out keeps the ids stores had before it was
+        recorded (``npeff upgrade`` adds the record without changing them). Computing the id reads
+        no file; decompositions record it, so analysis can tell whether a store is the one decomposed.
         """
         text = "\n".join(f"{s.start}:{s.stop}:{s.data_checksum}:{s.table_checksum}" for s in self.shards)
         return _files.bytes_checksum(f"{self.fingerprint}\n{text}".encode())
@@ -167,17 +208,20 @@ class PefStore:
     def array(self):
         """The TensorStore handle on ``G[m, r, d]`` (opened on first use)."""
         if self._array is None:
-            try:
-                self._array = read_array(self.location)
-            except ValueError as error:
-                raise _read_error(error, f"the tensor metadata {self.location.describe(PEFS + '/zarr.json')} "
-                                         f"cannot be opened") from None
+            array, problem = open_tensor(self.location, self._manifest)
+            if problem is not None:
+                raise StoreCorruptError(f"{self.path}: {problem}; run `npeff verify`")
+            self._array = array
         return self._array
 
     def _shard_of(self, example: int) -> int:
         return example // self.config.shard_examples
 
     def _finish_read(self, future, start: int, stop: int) -> np.ndarray:
+        """Check the shards of ``[start, stop)`` (while TensorStore reads them), then wait for it."""
+        if self._check_shards:
+            for index in range(self._shard_of(start), self._shard_of(stop - 1) + 1):
+                check_shard_data(self.location, self.shards[index], where=str(self.path))
         try:
             data = future.result()
         except ValueError as error:
@@ -185,10 +229,11 @@ class PefStore:
             which = shards[0] if len(shards) == 1 else shards
             if str(error).startswith("NOT_FOUND"):
                 named = _SHARD_KEY.search(str(error))  # TensorStore names the missing shard's file
-                index = int(named.group(1)) if named else which
-                raise StoreCorruptError(f"shard {index} of {self.path} is missing its data file "
-                                        f"{shard_data_key(index) if named else ''}; run `npeff verify`") from None
-            if str(error).startswith(_UNREACHABLE):
+                missing = (f"shard {named.group(1)} of {self.path} is missing its data file "
+                           f"{shard_data_key(int(named.group(1)))}" if named
+                           else f"a data file of shards {which} of {self.path} is missing")
+                raise StoreCorruptError(f"{missing}; run `npeff verify`") from None
+            if str(error).startswith(UNREACHABLE):
                 raise _read_error(error, f"cannot read examples [{start}, {stop}) of {self.path}") from None
             raise StoreCorruptError(
                 f"shard {which} of {self.path} failed its checksum while reading examples [{start}, {stop}): {error}"
@@ -199,9 +244,14 @@ class PefStore:
         return self.array[start:stop].read()
 
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Examples ``[start, stop)`` as float32 ``[k, r, d]`` (checked against the crc32c codecs).
+        """Examples ``[start, stop)`` as float32 ``[k, r, d]``, checked: each shard they lie in against
+        its recorded checksum on its first read in this process (the whole shard file is hashed
+        then, however few of its examples are read), each inner chunk against its crc32c.
 
         Memory: the ``k * r * d`` result (plus the float16 buffer for float16 stores).
+
+        Raises:
+            StoreCorruptError: a shard is missing, fails its checksum or does not decode.
         """
         stop = self.num_examples if stop is None else stop
         for name, value in (("start", start), ("stop", stop)):
@@ -230,18 +280,22 @@ class PefStore:
 
     @property
     def examples(self) -> pa.Table:
-        """The per-example table (declared schema :data:`EXAMPLE_SCHEMA`), one row per example."""
+        """The per-example table (declared schema :data:`EXAMPLE_SCHEMA`), one row per example.
+
+        Each part is checked (:func:`~npeff.store.integrity.read_table_part`): its recorded checksum,
+        its schema, one row per example of its shard, ``example_index`` equal to the row's position
+        and a valid ``status`` on every row.
+
+        Raises:
+            StoreCorruptError: a part is missing or fails a check (the message names it).
+        """
         if self._examples is None:
             parts = []
             for shard in self.shards:
-                key = shard_table_key(shard.index)
-                data = self.location.read(key)
-                if data is None:
-                    raise StoreCorruptError(f"shard {shard.index} of {self.path} lacks its table part {key}")
-                if _files.bytes_checksum(data) != shard.table_checksum:
-                    raise StoreCorruptError(f"shard {shard.index} of {self.path}: its table part {key} fails its "
-                                            f"checksum; run `npeff verify`")
-                parts.append(pq.read_table(pa.BufferReader(data), schema=EXAMPLE_SCHEMA))
+                table, problem = read_table_part(self.location, shard)
+                if problem is not None:
+                    raise StoreCorruptError(f"shard {shard.index} of {self.path}: {problem}; run `npeff verify`")
+                parts.append(table)
             self._examples = (pa.concat_tables(parts) if parts
                               else EXAMPLE_SCHEMA.empty_table())
         return self._examples
@@ -296,27 +350,38 @@ class _DaskSource:
 
 #: a shard's file in TensorStore's messages
 _SHARD_KEY = re.compile(PEFS + r"/c/(\d+)/0/0")
-#: TensorStore's status codes for a location that cannot be read (as opposed to damaged data)
-_UNREACHABLE = ("ABORTED", "UNAVAILABLE", "DEADLINE_EXCEEDED", "PERMISSION_DENIED", "UNAUTHENTICATED")
 
 
 def _read_error(error: ValueError, what: str) -> NpeffError:
     """TensorStore's error as npeff's: a store that cannot be reached, or one that is damaged."""
     text = str(error).splitlines()[0]
-    if text.startswith(_UNREACHABLE):
+    if text.startswith(UNREACHABLE):
         return StoreUnreachableError(f"{what}: {text}")
     return StoreCorruptError(f"{what}: {text}")
 
 
-def open_store(path: str | os.PathLike) -> PefStore:
+def open_store(path: str | os.PathLike, *, check_shards: bool = True) -> PefStore:
     """Open a PEF store read-only, from a local path or a URL (``file://``, ``http(s)://``, ``s3://``,
     ``gs://``, ``hf://datasets/ORG/NAME[@REVISION][/SUBDIR]``; see :mod:`npeff.store.location`).
 
-    Never executes code from the store (JSON, Parquet, zarr only).
+    Never executes code from the store (JSON, Parquet, zarr only). ``check_shards``: see
+    :class:`PefStore` (on by default; off only for a store verified by other means).
 
     Raises:
         StoreNotFoundError: no store there (:class:`~npeff.store.location.StoreUnreachableError`
             when the location cannot be reached).
-        StoreCorruptError: its manifest is unreadable.
+        StoreCorruptError: its manifest is unreadable, or its tensor metadata fails its checksum.
     """
-    return PefStore(path)
+    return PefStore(path, check_shards=check_shards)
+
+
+def open_for_inspection(path: str | os.PathLike) -> PefStore:
+    """The store at ``path`` opened without refusing tensor metadata that fails its checksum, for
+    ``verify``, which reports it (its reads still check the metadata against the manifest's layout).
+
+    Raises:
+        StoreNotFoundError, StoreCorruptError: no store, or an unreadable manifest.
+    """
+    store = PefStore.__new__(PefStore)
+    store._open(path, check_shards=True)
+    return store

@@ -165,6 +165,9 @@ def build_store(
     plan = BuildPlan(layout.n_total, stop - start, rank, dim, classes, (start, stop), len(layout.names))
     if dry_run:
         return plan
+    if task is not None and tokenizer is not None:
+        task.check_examples(_columns(examples, (*task.fields, task.label_field), start, stop),
+                            None if regression else classes, offset=start)
     require_memory(3 * min(batch_size, max(stop - start, 1)) * rank * dim * 4,
                    f"the projected rows of a batch ({batch_size} x {rank} x {dim:,} float32, with the store's "
                    f"shard buffers)", "choose a smaller --dim or --batch-size")
@@ -255,6 +258,17 @@ def _formulation(model: nn.Module, examples: Sequence[dict], task: TaskSpec | No
         set(examples[0]) if len(examples) else set())
     task.check_fields(columns)
     return formulation
+
+
+def _columns(examples: Sequence[dict], names: tuple, start: int, stop: int) -> dict[str, list]:
+    """The values of the fields ``names`` over ``examples[start:stop]`` (a ``datasets.Dataset``
+    is read column by column, a list of dicts row by row)."""
+    names = [name for name in dict.fromkeys(names) if name is not None]
+    if hasattr(examples, "column_names"):
+        present = [name for name in names if name in examples.column_names]
+        return examples.select_columns(present)[start:stop] if present else {}
+    rows = [examples[i] for i in range(start, stop)]
+    return {name: [row.get(name) for row in rows] for name in names}
 
 
 #: the divergence each head's divergence gradient is taken of (recorded in the manifest)

@@ -16,7 +16,7 @@ import string
 from pathlib import Path
 from typing import Any
 
-from npeff.errors import InvalidArgumentError, TaskError
+from npeff.errors import InvalidArgumentError, TaskError, first_line
 
 FORMULATIONS = ("label-tokens", "suffixes", "next-token", "classifier")
 
@@ -61,7 +61,7 @@ class TaskSpec:
             raise TaskError(f"formulation {self.formulation} takes no 'labels' (got {list(self.labels)})")
         if len(set(self.labels)) != len(self.labels):
             raise TaskError(f"labels must be distinct, got {list(self.labels)}")
-        if not isinstance(self.max_length, int) or self.max_length < 1:
+        if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 1:
             raise TaskError(f"max_length must be a positive integer, got {self.max_length!r}")
 
     @property
@@ -79,7 +79,40 @@ class TaskSpec:
                 f"template field {error} is not in the data; fields present: {', '.join(sorted(example))}"
             ) from None
 
-    def gold_label(self, example: dict) -> int | None:
+    def gold_label(self, example: dict, num_classes: int | None = None) -> int | None:
+        """The gold class index of ``example`` (None without ``label_field`` or for a null label).
+
+        Raises:
+            TaskError: the field is missing, the value is neither an index nor one of the labels,
+                or (given ``num_classes``) an index outside ``[0, num_classes)``.
+        """
+        label = self._label_index(example)
+        if label is not None and num_classes is not None and not 0 <= label < num_classes:
+            raise TaskError(f"label {label} in field {self.label_field!r} is outside the {num_classes} classes "
+                            f"(0 to {num_classes - 1})")
+        return label
+
+    def check_examples(self, columns: dict, num_classes: int | None, offset: int = 0) -> None:
+        """Refuse, before anything is computed, data the build would store wrongly: a null in a
+        field the template reads (it would be rendered as "None") or a gold label outside the
+        classes. ``columns`` maps field names to their values over the examples built (the first
+        is example ``offset``)."""
+        for name in self.fields:
+            values = columns.get(name)
+            if values is None:
+                continue
+            nulls = [offset + i for i, value in enumerate(values) if value is None]
+            if nulls:
+                raise TaskError(f"field {name!r} is null in {len(nulls)} examples (first: example {nulls[0]}); "
+                                f"fill or drop them")
+        if self.label_field is not None and columns.get(self.label_field) is not None:
+            for i, value in enumerate(columns[self.label_field]):
+                try:
+                    self.gold_label({self.label_field: value}, num_classes)
+                except TaskError as error:
+                    raise TaskError(f"example {offset + i}: {error}") from None
+
+    def _label_index(self, example: dict) -> int | None:
         if self.label_field is None:
             return None
         if self.label_field not in example:
@@ -134,9 +167,11 @@ class TaskSpec:
         if not path.is_file():
             raise TaskError(f"task file {path} does not exist")
         try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as error:
-            raise TaskError(f"task file {path} is not valid YAML: {error}") from None
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as error:
+            raise TaskError(f"task file {path} is not UTF-8 text: {error}") from None
+        except (yaml.YAMLError, RecursionError) as error:
+            raise TaskError(f"task file {path} is not valid YAML: {first_line(error)}") from None
         return cls.from_dict(data)
 
 

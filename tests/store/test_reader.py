@@ -177,5 +177,5 @@ def test_missing_shard_file_is_an_error_not_zeros(tmp_path):
 def test_missing_table_part_is_an_error(tmp_path):
     build(tmp_path / "s", 12, 2, 32, shard=4, chunk=2)
     (tmp_path / "s" / "examples" / "part-000001.parquet").unlink()
-    with pytest.raises(StoreCorruptError, match="shard 1 .* lacks its table part examples/part-000001.parquet"):
+    with pytest.raises(StoreCorruptError, match="shard 1 of .*: table part examples/part-000001.parquet is missing"):
         open_store(tmp_path / "s").examples

@@ -62,7 +62,8 @@ def test_upgrade_makes_an_old_store_open_in_xarray(tmp_path):
     with pytest.raises(FileNotFoundError, match="No group found"):  # zarr's GroupNotFoundError
         xarray.open_zarr(tmp_path / "old", consolidated=False)
     changes = upgrade_store(tmp_path / "old")
-    assert [c.split(":")[0] for c in changes] == ["pefs/zarr.json", "zarr.json"]
+    assert [c.split(":")[0] for c in changes] == ["pefs/zarr.json", "manifest.json", "zarr.json"]
+    assert open_store(tmp_path / "old").store_manifest.tensor_metadata_checksum is not None
     dataset = xarray.open_zarr(tmp_path / "old")
     np.testing.assert_array_equal(dataset.pefs.values, before.read())
     after = open_store(tmp_path / "old")
