@@ -53,12 +53,13 @@ def _record_path(directory: Path, component: int) -> Path:
     return directory / RECORDS / f"c-{component:06d}.json"
 
 
-def prepare_perturbation_dir(path: str | os.PathLike, manifest: dict, *, overwrite: bool) -> dict[int, dict]:
+def prepare_perturbation_dir(path: str | os.PathLike, manifest: dict, *, overwrite: bool, inputs=()) -> dict[int, dict]:
     """Make ``path`` the output of a run described by ``manifest``; returns the records already there.
 
     A directory of an earlier run with the same manifest is resumed (its records are returned); one
     with another manifest, or anything else, is refused unless ``overwrite`` (and never replaced
-    when it is not a perturbation directory).
+    when it is not a perturbation directory); nor one that overlaps ``inputs`` (the store, the
+    decomposition).
     """
     payload = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **manifest}
 
@@ -69,7 +70,7 @@ def prepare_perturbation_dir(path: str | os.PathLike, manifest: dict, *, overwri
             return False
 
     path = _files.prepare_output_dir(path, what="perturbation directory", overwrite=overwrite, resume=same_run,
-                                     exists=StoreExistsError,
+                                     exists=StoreExistsError, inputs=inputs,
                                      is_ours=lambda p: _files.manifest_format(p) == FORMAT_NAME)
     (path / RECORDS).mkdir(exist_ok=True)
     if not (path / MANIFEST).is_file():

@@ -88,7 +88,7 @@ def cluster(store: PefStore | str | Path, n_clusters: int | None = None, *, conf
                                        f"{list(initial_centroids.shape)}")
     out_path = Path(out) if out is not None else None
     if out_path is not None:
-        prepare_decomposition_dir(out_path, overwrite=overwrite)
+        prepare_decomposition_dir(out_path, overwrite=overwrite, inputs=(store.location.local,))
 
     m = store.num_examples
     runner = make_runner(store, device=device, dtype=dtype, cluster=cluster, memory_budget=parse_bytes(memory_budget))

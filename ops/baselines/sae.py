@@ -103,7 +103,7 @@ def train_sae(store: PefStore | str | Path, n_latents: int | None = None, *, con
         raise InvalidArgumentError(f"k = {config.k} exceeds the activations' dimension {store.dim}")
     out_path = Path(out) if out is not None else None
     if out_path is not None:
-        prepare_decomposition_dir(out_path, overwrite=overwrite)
+        prepare_decomposition_dir(out_path, overwrite=overwrite, inputs=(store.location.local,))
     dtype, batch_size = torch.float32, min(config.batch_size, usable)
     generator = torch.Generator().manual_seed(config.seed)
     model = TopKSae(store.dim, config.n_latents, config.k, generator).to(device)

@@ -200,7 +200,9 @@ def perturb(decomposition, *, store=None, model: str | None = None, out: str | P
     projection = store.manifest["projection"]
     manifest = {"decomposition": str(decomposition.path), "store": store.url, "model": str(model),
                 "components": chosen, "settings": settings.to_dict(), "projection": projection}
-    records = results.prepare_perturbation_dir(out, manifest, overwrite=overwrite) if out is not None else {}
+    records = (results.prepare_perturbation_dir(out, manifest, overwrite=overwrite,
+                                               inputs=(store.location.local,))  # its home is inside the decomposition
+               if out is not None else {})
     formulation = (store.manifest.get("pef_spec") or {}).get("formulation", "classifier")
     network, tokenizer = load_model_and_tokenizer(str(model), formulation, device=device, **loading)
     perturber = Perturber(network, tokenizer, store, settings, device=device)

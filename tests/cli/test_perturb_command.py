@@ -28,7 +28,7 @@ def test_perturb_then_report(classifier_decomposition, tmp_path):
     (["--component", "9"], "Error: component 9 is out of range"),
     (["--magnitude", "1", "--target-kl", "0.1"], "Error: give one of --magnitude, --relative-magnitude and --target-kl"),
     (["--threshold", "2"], "Error: the rejection threshold"),
-    (["--model", "{tmp}/nowhere"], "Error: cannot load model"),
+    (["--model", "{tmp}/nowhere"], "Error: the model folder"),
 ], ids=["component", "two-rules", "threshold", "no-model"])
 def test_bad_input_is_a_one_line_error(classifier_decomposition, tmp_path, args, message):
     result = CliRunner().invoke(cli, ["perturb", str(classifier_decomposition / "decomposition"), "--out", str(tmp_path / "p"),

@@ -193,3 +193,16 @@ def test_a_failed_build_leaves_no_store(world, monkeypatch, tmp_path):
     assert result.exit_code == 1 and "the disk is full" in result.output, result.output
     assert not (tmp_path / "s").exists()
     assert open_store(root / "store").num_examples == 12
+
+
+def test_an_array_header_claiming_terabytes_is_refused_before_allocating(world, tmp_path):
+    root, _ = world
+    import shutil
+
+    shutil.copytree(root / "dec", tmp_path / "dec")
+    with open(tmp_path / "dec" / "W.npy", "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, {"descr": "<f4", "fortran_order": False, "shape": (10**12, 2)})
+        handle.write(b"\0" * 64)
+    result = CliRunner().invoke(cli, ["top-examples", str(tmp_path / "dec"), "--store", str(root / "store")])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "its header claims shape [1000000000000, 2]" in result.output.strip().splitlines()[-1]

@@ -165,7 +165,7 @@ def sparse_eigendecomposition(store: PefStore | str | Path, n_components: int | 
     check_directions(store, config)
     out_path = Path(out) if out is not None else None
     if out_path is not None and out_path.exists() and not overwrite:
-        prepare_decomposition_dir(out_path, overwrite=False)  # refuses an existing output now, not after training
+        prepare_decomposition_dir(out_path, overwrite=False, inputs=(store.location.local,))  # refuses an existing output now, not after training
     scale = gradient_scale(store, mask=mask, device=device, dtype=dtype, memory_budget=budget)
     batch_size = min(config.batch_size, usable)
     directions, initial, history, seconds = train_directions(store, config, scale, batch_size, mask=mask,
@@ -180,7 +180,7 @@ def sparse_eigendecomposition(store: PefStore | str | Path, n_components: int | 
               "steps_per_second": config.steps / seconds, "scale": scale, "initial": initial}
     if out_path is None:
         return result
-    prepare_decomposition_dir(out_path, overwrite=overwrite)  # only now: a failed run replaces nothing
+    prepare_decomposition_dir(out_path, overwrite=overwrite, inputs=(store.location.local,))  # only now: a failed run replaces nothing
     tail = slice(max(0, config.steps - max(1, config.steps // 100)), None)  # the last 1% of the steps
     manifest = DecompositionManifest(
         method=METHOD, config=config.to_dict(), n_components=config.n_components, num_examples=store.num_examples,
