@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 
 from npeff.store import _files
 from npeff.store._files import PARTIAL_SUFFIX
@@ -56,7 +57,24 @@ def verify_store(path: str | os.PathLike, *, progress: bool = False) -> VerifyRe
     extra = [name for name in names or () if name not in KNOWN_NAMES and not name.endswith(PARTIAL_SUFFIX)]
     if extra:
         report.notes.append(f"files not part of the store: {', '.join(extra)}")
+    links = _links_out_of(store.location.local) if store.location.local is not None else []
+    if links:
+        report.notes.append(f"symbolic links to files outside the store (their contents were checked, but a copy "
+                            f"or upload that follows links carries those files): {', '.join(links[:5])}"
+                            + (f" and {len(links) - 5} more" if len(links) > 5 else ""))
     return report
+
+
+def _links_out_of(root: Path) -> list[str]:
+    """The paths below ``root`` (relative to it) that are symbolic links resolving outside it."""
+    root = root.resolve()
+    found = []
+    for directory, dirs, files in os.walk(root):
+        for name in (*dirs, *files):
+            path = Path(directory, name)
+            if path.is_symlink() and root not in path.resolve().parents:
+                found.append(str(path.relative_to(root)))
+    return sorted(found)
 
 
 def _shard_problems(store: PefStore, shard: ShardRecord, recorded: dict[str, int]) -> list[str]:

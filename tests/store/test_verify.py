@@ -74,3 +74,18 @@ def test_an_unreadable_manifest_is_an_error(tmp_path):
     (tmp_path / "s" / "manifest.json").write_text("{")
     with pytest.raises(StoreCorruptError, match="not valid JSON"):
         verify_store(tmp_path / "s")
+
+
+def test_links_out_of_the_store_are_noted(tmp_path):
+    import os
+    import shutil
+
+    from tests.store.helpers import piece as make_piece
+
+    store = make_piece(tmp_path / "s", 0, 6)
+    shard = store.path / "pefs" / "c" / "0" / "0" / "0"
+    shutil.move(shard, tmp_path / "elsewhere")
+    os.symlink(tmp_path / "elsewhere", shard)
+    report = verify_store(store.path)
+    assert report.ok and any("symbolic links to files outside the store" in note and "pefs/c/0/0/0" in note
+                             for note in report.notes)
