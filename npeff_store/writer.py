@@ -291,6 +291,7 @@ def _discard_uncommitted(root: Path, shards: list[ShardRecord], shard_examples: 
         for entry in chunk_root.iterdir():
             if not entry.name.isdigit() or int(entry.name) >= keep:
                 _files.remove_no_links(entry)
+    (root / EXAMPLES).mkdir(exist_ok=True)  # absent when the first writer was killed right after its manifest
     for entry in (root / EXAMPLES).iterdir():
         index = table_part_index(entry.name)
         if index is None or index >= keep:
@@ -371,10 +372,11 @@ def create_store(
         if is_store(root):
             writer = _resume_store(root, config, resume=resume)
         else:
-            (root / EXAMPLES).mkdir(exist_ok=True)
             provenance = dict(new_provenance(command), **(extra_provenance or {}))
             manifest = StoreManifest(config=config, provenance=provenance)
+            # the manifest first: a writer killed at any moment leaves an empty folder or a store
             _files.atomic_write_json(root / MANIFEST, manifest.to_dict())
+            (root / EXAMPLES).mkdir(exist_ok=True)
             writer = PefStoreWriter(root, manifest, ())  # creates the tensor
             write_root_group(root, config, consolidate=False)
     except BaseException:
