@@ -18,13 +18,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from npeff.errors import InvalidArgumentError, StoreCorruptError, StoreExistsError
+from npeff.errors import InvalidArgumentError, StoreExistsError
 from npeff.store import _files
+from npeff.store._cleanup import discard_uncommitted
 from npeff.store._lock import acquire_output_lock, release_output_lock
+from npeff.store._values import finite_and_ranks
 from npeff.store._layout import (
     EXAMPLES,
     MANIFEST,
-    PEFS,
     PROGRESS,
     TENSOR_METADATA,
     default_layout,
@@ -33,7 +34,6 @@ from npeff.store._layout import (
     open_array,
     shard_data_path,
     shard_table_path,
-    table_part_index,
     write_root_group,
 )
 from npeff.store.manifest import (
@@ -156,7 +156,7 @@ class PefStoreWriter:
         if not np.issubdtype(g.dtype, np.floating):
             raise InvalidArgumentError(f"G must be floating point, got dtype {g.dtype}")
         count = g.shape[0]
-        finite, ranks = _finite_and_ranks(g, self._storage)
+        finite, ranks = finite_and_ranks(g, self._storage)
         rows = [
             finish_row(record, index=self._next_index + i,
                        rank=int(ranks[i]) if finite[i] else 0, max_rank=r, finite=bool(finite[i]))
@@ -248,58 +248,11 @@ class PefStoreWriter:
         return open_store(self.path)
 
 
-def _finite_and_ranks(g: np.ndarray, storage: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """Per example of ``g[k, r, d]``: are all values finite once stored in ``storage`` (bool ``[k]``),
-    and how many of its rows are nonzero (its rank, int ``[k]``).
-
-    One pass over ``g`` in its dtype (memory: the ``[k, r]`` row norms); only examples whose row
-    norms overflow are re-checked in float64. Values wider than the storage (float64 into float32,
-    float32 into float16) that would overflow it count as non-finite: the check is of what is
-    stored, which costs a second pass over such input.
-    """
-    with np.errstate(over="ignore", invalid="ignore"):
-        norms = np.einsum("krd,krd->kr", g, g)
-        finite = np.isfinite(norms).all(axis=1)
-        for i in np.flatnonzero(~finite):
-            if np.isfinite(g[i]).all():
-                norms[i] = np.einsum("rd,rd->r", g[i], g[i], dtype=np.float64)
-                finite[i] = True
-        if np.finfo(g.dtype).max > np.finfo(storage).max:  # e.g. float64 values stored as float32
-            finite &= np.abs(g).max(axis=(1, 2), initial=0) <= np.finfo(storage).max
-    return finite, (norms > 0).sum(axis=1)
-
-
 def _parquet_bytes(table: pa.Table) -> bytes:
     """``table`` as the bytes of a Parquet file (checksummed, then written atomically)."""
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     return sink.getvalue().to_pybytes()
-
-
-def _discard_uncommitted(root: Path, shards: list[ShardRecord], shard_examples: int) -> list[ShardRecord]:
-    """Remove what an interrupted build left beyond its last committed full shard."""
-    if shards and shards[-1].num_examples < shard_examples:
-        shards = shards[:-1]  # a partial last shard is only written by finalize: redo it
-        write_progress(root, shards)
-    keep = len(shards)
-    chunk_root = root / PEFS / "c"
-    for folder in (root / PEFS, chunk_root, root / EXAMPLES):
-        if folder.is_symlink():  # cleaning through it could delete files outside the store
-            raise StoreCorruptError(f"{folder} is a symbolic link; a store's folders must be its own. "
-                                    f"Refusing to resume (nothing was deleted)")
-    if chunk_root.is_dir():
-        for entry in chunk_root.iterdir():
-            if not entry.name.isdigit() or int(entry.name) >= keep:
-                _files.remove_no_links(entry)
-    (root / EXAMPLES).mkdir(exist_ok=True)  # absent when the first writer was killed right after its manifest
-    for entry in (root / EXAMPLES).iterdir():
-        index = table_part_index(entry.name)
-        if index is None or index >= keep:
-            _files.remove_no_links(entry)
-    for partial in _files.walk_no_links(root):
-        if partial.name.endswith(_files.PARTIAL_SUFFIX):
-            _files.remove_no_links(partial)
-    return shards
 
 
 def create_store(
@@ -437,5 +390,9 @@ def _resume_store(root: Path, config: StoreConfig, *, resume: bool) -> PefStoreW
         )
     if existing.status == "finalized":
         raise StoreExistsError(f"the store at {root} is already finalized; nothing to resume")
-    shards = _discard_uncommitted(root, list(read_progress(root)), config.shard_examples)
+    shards = list(read_progress(root))
+    if shards and shards[-1].num_examples < config.shard_examples:
+        shards = shards[:-1]  # a partial last shard is only written by finalize: redo it
+        write_progress(root, shards)
+    discard_uncommitted(root, len(shards))
     return PefStoreWriter(root, existing, tuple(shards))

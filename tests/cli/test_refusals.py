@@ -137,6 +137,7 @@ def test_a_second_writer_of_one_output_is_refused(world, tmp_path):
     finally:
         holder.kill()
         holder.wait()
+        holder.stdout.close()
     # the holder is gone: its lock is stale by construction and the next run takes it
     result = CliRunner().invoke(cli, ["decompose", str(root / "store"), "--out", str(out), *SHORT])
     assert result.exit_code == 0, result.output
