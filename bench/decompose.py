@@ -2,9 +2,11 @@
 
 Parts (all CPU here; add --device cuda on a GPU machine):
 
-* ``inmemory``: m=20000, r=4, d=4096, C=128, every chunk resident; time per iteration against a
-  naive two-pass in-memory torch implementation (pass 1: B and the W update; pass 2: B again and
-  the H step), side by side on the same data.
+* ``inmemory``: every chunk resident; time per iteration against a naive two-pass in-memory torch
+  implementation (pass 1: B and the W update; pass 2: B again and the H step) on the same data,
+  the two alternating in rounds (``--rounds``) and the steps pooled. ``--shape`` picks the shape:
+  ``wide`` (the default: m = ``--m`` = 20000, r = 4, d = 4096, C = 128) or ``digits`` (sklearn's
+  digits: m = 1797, r = 10, d = 2410, C = 32, where a step is tens of milliseconds).
 * ``linear``: time per iteration at m, 2m, 4m (in memory).
 * ``outofcore``: a store 4x the memory budget; peak RSS (fresh process) and time per iteration,
   against reading the store's bytes once and against the all-resident compute time.
@@ -19,6 +21,7 @@ loads the resident chunks); the naive implementation's median over the same numb
 Usage:
     python bench/decompose.py                    # all parts
     python bench/decompose.py --parts inmemory linear
+    python bench/decompose.py --parts inmemory --shape digits --steps 20 --rounds 5
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def make_store(path, m, r, d, seed=0, shard_examples=None):
 
     gen = np.random.default_rng(seed)
     writer = create_store(path, rank=r, dim=d, projection={"kind": "external"}, overwrite=True,
-                          shard_examples=shard_examples)
+                          shard_examples=shard_examples, normalized=True)
     step = 1024
     for start in range(0, m, step):
         g = gen.standard_normal((min(step, m - start), r, d), dtype=np.float32)
@@ -77,16 +80,21 @@ def naive_iteration(g, w, h, lr=1e-4):
     return w, h - lr * (t1 + t2)
 
 
+#: the in-memory part's shapes, (m, r, d, C); ``wide``'s m is ``--m``
+SHAPES = {"wide": (None, 4, 4096, 128), "digits": (1797, 10, 2410, 32)}
+
+
 def inmemory(tmp, args):
-    m, r, d, c = args.m, 4, 4096, 128
+    m, r, d, c = SHAPES[args.shape]
+    m = args.m if m is None else m
     store = make_store(tmp / "inmem", m, r, d)
     g = torch.from_numpy(store.read()).clone()  # 64-byte aligned, as npeff keeps resident chunks
     gen = torch.Generator().manual_seed(0)
-    w = torch.rand(m, c, generator=gen)
-    h = torch.randn(c, d, generator=gen) * (2 / (c * d)) ** 0.5
+    w0 = torch.rand(m, c, generator=gen)
+    h0 = torch.randn(c, d, generator=gen) * (2 / (c * d)) ** 0.5
 
     def naive(k):
-        nonlocal w, h
+        w, h = w0, h0
         times = []
         for _ in range(k):
             began = time.perf_counter()
@@ -94,9 +102,15 @@ def inmemory(tmp, args):
             times.append(time.perf_counter() - began)
         return times
 
-    t_naive = per_iteration(naive, args.steps)
-    t_npeff = per_iteration(lambda k: npeff_run(store, c, k), args.steps)
-    return {"m": m, "r": r, "d": d, "C": c, "npeff_s_per_iter": t_npeff, "naive_s_per_iter": t_naive,
+    # alternate the two, each round from the start, steps after each round's first pooled:
+    # this machine's noise is per minute
+    naive_steps, npeff_steps = [], []
+    for _ in range(args.rounds):
+        naive_steps += naive(args.steps + 1)[1:]
+        npeff_steps += list(npeff_run(store, c, args.steps + 1)[1:])
+    t_naive, t_npeff = float(np.median(naive_steps)), float(np.median(npeff_steps))
+    return {"shape": args.shape, "m": m, "r": r, "d": d, "C": c, "rounds": args.rounds,
+            "steps_per_round": args.steps, "npeff_s_per_iter": t_npeff, "naive_s_per_iter": t_naive,
             "ratio": t_npeff / t_naive}
 
 
@@ -229,7 +243,10 @@ def cluster(tmp, args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--parts", nargs="+", default=["inmemory", "linear", "outofcore", "cluster"])
-    parser.add_argument("--m", type=int, default=20000)
+    parser.add_argument("--m", type=int, default=20000, help="examples of the wide shape (inmemory part)")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="wide", help="shape of the inmemory part")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="inmemory part: alternating rounds of naive and npeff steps")
     parser.add_argument("--linear-m", type=int, default=8192)
     parser.add_argument("--ooc-gb", type=float, default=2.0, help="out-of-core store size (budget = 1/4)")
     parser.add_argument("--steps", type=int, default=3)

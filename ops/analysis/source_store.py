@@ -12,7 +12,8 @@ EXAMPLE_COLUMNS = ("example_index", "source_id", "text", "label", "prediction", 
 
 
 def check_belongs(decomposition, store) -> None:
-    """Refuse a store that is not the one ``decomposition`` was computed from.
+    """Refuse a store that is not the one ``decomposition`` was computed from (for fitted
+    coefficients, the one they were fitted on).
 
     Compares the number of examples, then (when the decomposition records them) the store's
     fingerprint (projection and parameter layout) and content id (its shards' checksums).
@@ -22,24 +23,27 @@ def check_belongs(decomposition, store) -> None:
     """
     manifest = decomposition.manifest
     m = decomposition.W.shape[0]
+    kind = getattr(decomposition, "kind", "decomposition")
     if store.num_examples != m:
         raise IncompatibleStoresError(
-            f"{store.path} has {store.num_examples} examples but the decomposition {decomposition.path} "
+            f"{store.path} has {store.num_examples} examples but the {kind} {decomposition.path} "
             f"has coefficients for {m}: they do not belong together")
     fingerprint = manifest.get("store_fingerprint")
     if fingerprint is not None and fingerprint != store.fingerprint:
         raise IncompatibleStoresError(
-            f"{store.path} was not built with the projection and parameter layout of the store "
+            f"{store.path} was not built with the projection and parameter layout of the store the {kind} "
             f"{decomposition.path} was computed from (fingerprint {store.fingerprint} != {fingerprint})")
     content = manifest.get("store_content_id")
     if content is not None and content != store.content_id:
         raise IncompatibleStoresError(
-            f"{store.path} does not hold the examples {decomposition.path} was computed from "
+            f"{store.path} does not hold the examples the {kind} {decomposition.path} was computed from "
             "(its shards' checksums differ)")
 
 
-def open_store_for(decomposition, store=None):
+def open_store_for(decomposition, store=None, *, option: str = "--store"):
     """The store given (path or handle), else the one the decomposition records; checked to belong.
+
+    ``option`` names the command-line option that gives another store, for the messages.
 
     Raises:
         InvalidArgumentError: no store is given and the decomposition records none.
@@ -52,13 +56,13 @@ def open_store_for(decomposition, store=None):
     if store is None:
         recorded = decomposition.manifest.get("store")
         if recorded is None:
-            raise InvalidArgumentError(f"{decomposition.path} records no store; pass --store")
+            raise InvalidArgumentError(f"{decomposition.path} records no store; pass {option}")
         try:
             store = open_store(recorded)
         except StoreNotFoundError as error:
             raise StoreNotFoundError(
                 f"the store {recorded} recorded by {decomposition.path} cannot be opened ({error}); "
-                f"pass --store") from None
+                f"pass {option}") from None
     elif not isinstance(store, PefStore):
         store = open_store(store)
     check_belongs(decomposition, store)

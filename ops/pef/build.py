@@ -10,6 +10,7 @@ any ``torch.nn.Module`` that maps a batch of input tensors to logits (``examples
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import shutil
 from pathlib import Path
 from typing import Sequence
@@ -267,7 +268,7 @@ def _columns(examples: Sequence[dict], names: tuple, start: int, stop: int) -> d
     if hasattr(examples, "column_names"):
         present = [name for name in names if name in examples.column_names]
         return examples.select_columns(present)[start:stop] if present else {}
-    rows = [examples[i] for i in range(start, stop)]
+    rows = list(itertools.islice(examples, start, stop))
     return {name: [row.get(name) for row in rows] for name in names}
 
 

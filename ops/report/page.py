@@ -1,6 +1,11 @@
 """The report page: the settings tables, the components with their tunings and top examples,
 rendered with the template in ``templates/`` and written atomically.
 
+The page is about a decomposition or about coefficients fitted to held-out data by ``npeff fit``
+(their W, with the components, loss curve and settings of the decomposition they were fitted
+with). Components are counted by their effective support (see
+:mod:`npeff.ops.analysis.coefficients`); the page shows the raw non-zero counts beside it.
+
 The page needs no network: the plots are inline SVG (:mod:`npeff.ops.report.figures`), the few lines
 of script (search and sort) are inline too. Example text is escaped by the template engine.
 """
@@ -52,6 +57,12 @@ def settings_rows(store, decomposition) -> tuple[list, list]:
     ]
     manifest = decomposition.manifest
     decomposition_rows = [("path", str(decomposition.path))]
+    fit = manifest.get("fit")
+    if fit is not None:  # fitted coefficients: how they were fitted, then the decomposition's settings
+        decomposition_rows += [("fitted with", fit["decomposition"]), ("fit steps", fit["steps"])]
+        if fit.get("normalization"):
+            decomposition_rows.append(("fit normalization", _text(fit["normalization"])))
+        manifest = decomposition.decomposition.manifest
     decomposition_rows += [(key.replace("_", " "), value) for key, value in (manifest.get("config") or {}).items()]
     for key in ("final_loss", "median_step_seconds", "device", "memory_budget", "cluster"):
         if manifest.get(key) is not None:
@@ -59,14 +70,23 @@ def settings_rows(store, decomposition) -> tuple[list, list]:
     provenance = manifest.get("provenance") or {}
     if provenance.get("command"):
         decomposition_rows.append(("command", provenance["command"]))
+    fit_command = ((fit or {}).get("provenance") or {}).get("command")
+    if fit_command:
+        decomposition_rows.append(("fit command", fit_command))
     return store_rows, decomposition_rows
 
 
 def _perturbation(decomposition, perturbation):
     """The perturbation results to show: those given (a path), else ``DECOMPOSITION/perturbation``
-    when it holds finished results, else None."""
+    when it holds finished results, else None. For fitted coefficients, only results given, of the
+    decomposition they were fitted with (its components; measured on its own store's examples)."""
     from npeff.store.perturbation import open_perturbation
 
+    fitted = getattr(decomposition, "decomposition", None)
+    if fitted is not None:
+        if perturbation is None:
+            return None
+        decomposition = fitted
     if perturbation is None:
         found = Path(decomposition.path) / "perturbation"
         if not (found / "summary.json").is_file():
@@ -90,10 +110,12 @@ def _magnitude_rule(settings: dict) -> str:
     return f"the magnitude at which the baseline examples' mean KL is {settings.get('target_kl'):g} nats"
 
 
-def comparison_rows(decomposition, store, others) -> list[dict]:
+def comparison_rows(decomposition, store, others, *,
+                    support_threshold: float = analysis.DEFAULT_SUPPORT_THRESHOLD) -> list[dict]:
     """Table 1's rows for the report: this decomposition first, then each of ``others`` (outputs of
     other methods over the same examples: paths or opened decompositions, each with its own store)."""
-    rows = [analysis.method_row(decomposition, store)] + [analysis.method_row(other) for other in others]
+    rows = [analysis.method_row(decomposition, store, support_threshold=support_threshold)]
+    rows += [analysis.method_row(other, support_threshold=support_threshold) for other in others]
     table = []
     for row in rows:
         summary, classifier = row["summary"], row["classifier"] or {}
@@ -106,11 +128,14 @@ def comparison_rows(decomposition, store, others) -> list[dict]:
     return table
 
 
-def build_report(decomposition, store=None, *, k: int = 16, perturbation=None, compare=()) -> str:
+def build_report(decomposition, store=None, *, k: int = 16, perturbation=None, compare=(),
+                 support_threshold: float = analysis.DEFAULT_SUPPORT_THRESHOLD, spectrum=False,
+                 spectrum_normalize: str = "max") -> str:
     """The report page as a string.
 
     Args:
-        decomposition: an opened decomposition (``W`` ``[m, C]``, losses, manifest).
+        decomposition: an opened decomposition (``W`` ``[m, C]``, losses, manifest) or fitted
+            coefficients (:func:`~npeff.ops.analysis.fitted.open_fitted`), or a path to either.
         store: its store (path or handle); by default the one it records, checked to belong.
         k: top examples shown per component (at most ``m``).
         perturbation: results of ``npeff perturb`` on this decomposition (a path); by default
@@ -118,22 +143,34 @@ def build_report(decomposition, store=None, *, k: int = 16, perturbation=None, c
             summary to the top of the page.
         compare: outputs of other methods over the same examples (G-NPEFF, ``npeff cluster``,
             ``npeff sae``; paths or opened), shown beside this one as in the paper's Table 1.
+        support_threshold: the effective support's threshold (a fraction of each component's
+            largest coefficient), shown on the page.
+        spectrum: True to add the mean eigenvalue decay of the store's PEFs (one pass over the
+            store, :func:`~npeff.ops.analysis.spectrum.pef_spectrum`), or a computed
+            :class:`~npeff.ops.analysis.spectrum.Spectrum`; False (default) for none.
+        spectrum_normalize: the spectrum's normalisation when it is computed here.
 
     Notes:
         Each column of ``W`` is sorted once, for both the top examples and the tunings; the page
-        holds ``C * k`` example texts.
+        holds ``C * k`` example texts. The spectrum streams the store (pieces of 32 MiB).
     """
     import jinja2
 
     from npeff import __version__
 
+    decomposition = analysis.open_analysable(decomposition)
     store = analysis.open_store_for(decomposition, store)
     W = decomposition.W
     k = min(k, W.shape[0])
     columns = analysis.example_columns(store)
     names = analysis.label_names(store)
-    tops = analysis.top_indices(W, min(max(k, analysis.TUNING_TOP), W.shape[0]))  # each column sorted once
-    tunings = analysis.compute_tunings(W, columns["label"], columns["prediction"], tops=tops)
+    tops = analysis.top_indices(W, min(max(k, analysis.TUNING_TOP), W.shape[0]),  # each column sorted once
+                                support_threshold=support_threshold)
+    tunings = analysis.compute_tunings(W, columns["label"], columns["prediction"], tops=tops,
+                                       support_threshold=support_threshold)
+    if spectrum is True:
+        spectrum = analysis.pef_spectrum(store, normalize=spectrum_normalize)
+    spectrum = spectrum or None
     mass = W.sum(axis=0)
     perturbed = _perturbation(decomposition, perturbation)
     records = perturbed.records if perturbed is not None else {}
@@ -141,7 +178,8 @@ def build_report(decomposition, store=None, *, k: int = 16, perturbation=None, c
     for tuning in tunings.components:
         c = tuning.component
         components.append({
-            "index": c, "n_nonzero": tuning.n_nonzero, "mass": float(mass[c]), "included": tuning.included,
+            "index": c, "n_nonzero": tuning.n_nonzero, "n_effective": tuning.n_effective, "mass": float(mass[c]),
+            "included": tuning.included,
             "prediction_tuned": tuning.prediction_tuned, "label_tuned": tuning.label_tuned, "lnp": tuning.lnp,
             "prediction_text": _name(tuning.prediction, names), "label_text": _name(tuning.label, names),
             "tuned_rank": 3 * tuning.lnp + 2 * tuning.label_tuned + tuning.prediction_tuned,
@@ -153,16 +191,24 @@ def build_report(decomposition, store=None, *, k: int = 16, perturbation=None, c
             } for rank, i in enumerate(tops[c][:k])],
         })
     config = decomposition.manifest.get("config") or {}
+    fitted = getattr(decomposition, "decomposition", None)
     store_rows, decomposition_rows = settings_rows(store, decomposition)
+    loss_caption = None if fitted is None else (
+        f"Loss at every step of the decomposition the coefficients were fitted with ({fitted.path.name}).")
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                                      undefined=jinja2.StrictUndefined)
     return environment.get_template(TEMPLATE).render(
         title=decomposition.path.name, m=W.shape[0], n_components=W.shape[1], version=__version__,
         written=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         store_settings=store_rows, decomposition_settings=decomposition_rows,
-        plots=plots(W, decomposition.losses, config.get("warmup_steps")),
+        analysed_heading="Fitted coefficients" if fitted is not None else "Decomposition",
+        fitted_with=None if fitted is None else str(fitted.path),
+        plots=plots(W, decomposition.losses, config.get("warmup_steps"), support_threshold=support_threshold,
+                    spectrum=spectrum, loss_caption=loss_caption),
+        spectrum=spectrum,
         tuning_summary=tunings.summary(), components=components,
-        comparison=comparison_rows(decomposition, store, compare) if compare else None,
+        comparison=comparison_rows(decomposition, store, compare, support_threshold=support_threshold)
+        if compare else None,
         perturbation=None if perturbed is None else dict(
             perturbed.summary, magnitude_rule=_magnitude_rule(perturbed.summary.get("settings") or {})),
         fmt_pct=lambda value: "n/a" if value is None else f"{value:.1f}%",
@@ -171,8 +217,12 @@ def build_report(decomposition, store=None, *, k: int = 16, perturbation=None, c
 
 
 def write_report(decomposition, store=None, *, out: str | os.PathLike, k: int = 16,
-                 overwrite: bool = False, perturbation=None, compare=()) -> Path:
+                 overwrite: bool = False, perturbation=None, compare=(),
+                 support_threshold: float = analysis.DEFAULT_SUPPORT_THRESHOLD, spectrum=False,
+                 spectrum_normalize: str = "max") -> Path:
     """Write the report to ``out`` (an ``.html`` file) atomically; returns its path.
+
+    The arguments are those of :func:`build_report`.
 
     Raises:
         InvalidArgumentError: ``out`` does not end in ``.html``/``.htm`` or its folder does not exist.
@@ -188,7 +238,9 @@ def write_report(decomposition, store=None, *, out: str | os.PathLike, k: int = 
         raise StoreExistsError(f"{out} exists; pass --overwrite to replace it")
     if not out.parent.is_dir():
         raise InvalidArgumentError(f"the folder {out.parent} does not exist")
-    page = build_report(decomposition, store, k=k, perturbation=perturbation, compare=compare)
+    page = build_report(decomposition, store, k=k, perturbation=perturbation, compare=compare,
+                        support_threshold=support_threshold, spectrum=spectrum,
+                        spectrum_normalize=spectrum_normalize)
     _files.atomic_write_bytes(out, page.encode("utf-8"))
     return out
 

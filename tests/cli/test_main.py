@@ -19,7 +19,8 @@ def test_version_and_help():
         assert result.exit_code == 0
         listed = {line.split()[0] for line in result.output.split("Commands:")[1].splitlines() if line.strip()}
         assert listed == {"build", "decompose", "fit", "demo", "check-projection", "info", "verify", "merge",
-                          "card", "upgrade", "top-examples", "tunings", "compare", "report", "perturb", "cluster", "sae", "sed"}
+                          "card", "upgrade", "top-examples", "tunings", "compare", "report", "perturb", "cluster", "sae", "sed",
+                          "spectrum"}
 
 
 def test_check_projection():

@@ -6,14 +6,15 @@ from npeff.store import create_store, open_decomposition
 from npeff.store.decomposition import DecompositionManifest, write_decomposition
 
 
-def small_store(path, *, labels, predictions, texts=None, dim=32, projection=None):
+def small_store(path, *, labels, predictions, texts=None, dim=32, projection=None, ids=None):
     m = len(labels)
+    ids = [f"id-{i}" for i in range(m)] if ids is None else ids
     g = np.random.default_rng(0).standard_normal((m, 1, dim)).astype(np.float32)
     texts = texts or [f"example number {i}" for i in range(m)]
     writer = create_store(path, rank=1, dim=dim, projection=projection or {"kind": "external"}, shard_examples=16,
                           chunk_examples=4, pef_spec={"formulation": "classifier", "label_names": ["neg", "pos"]})
     writer.append(g, [{"text": texts[i], "label": labels[i], "prediction": predictions[i],
-                       "source_id": f"id-{i}"} for i in range(m)])
+                       "source_id": ids[i]} for i in range(m)])
     return writer.finalize()
 
 

@@ -39,11 +39,33 @@ def test_components_with_fewer_than_16_examples_do_not_vote():
     assert result.n_voting == 0 and result.abstained == 1.0 and result.accuracy == 0.0
 
 
+def test_votes_count_the_effective_support():
+    """15 real coefficients and one of 1e-12: the component votes only when every positive one counts."""
+    W = np.zeros((30, 1))
+    W[:15, 0] = 1.0
+    W[15, 0] = 1e-12
+    assert tuning_classifier(W, [0] * 30).n_voting == 0
+    raw = tuning_classifier(W, [0] * 30, support_threshold=0.0)
+    assert raw.n_voting == 1 and raw.summary()["support_threshold"] == 0.0
+
+
+def test_coefficients_outside_the_support_cast_no_vote():
+    """Example 20's only coefficient, 1e-12, is below the support: it abstains (at threshold 0 it is
+    classified by its voting component)."""
+    W = np.zeros((30, 1))
+    W[:16, 0] = 1.0
+    W[20, 0] = 1e-12
+    labels = [0] * 16 + [1] * 14
+    assert tuning_classifier(W, labels).predictions[20] is None
+    assert tuning_classifier(W, labels, support_threshold=0.0).predictions[20] == 0
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(W=np.ones((3, 2)), labels=[0, 1]), "3 examples but got 2 labels"),
     (dict(W=np.ones((3, 2)), labels=[None] * 3), "needs gold labels"),
     (dict(W=np.ones((3, 2)), labels=[0, 1, 0], threshold=0.5), "threshold"),
     (dict(W=np.ones((3, 2)), labels=[0, 1, 0], predictions=[0]), "1 predictions"),
+    (dict(W=np.ones((3, 2)), labels=[0, 1, 0], support_threshold=1.0), "support threshold"),
 ])
 def test_bad_inputs(kwargs, message):
     with pytest.raises(InvalidArgumentError, match=message):

@@ -5,6 +5,7 @@ import pytest
 
 from npeff.errors import InvalidArgumentError
 from npeff.ops.analysis.ranking import top_examples, top_indices
+from npeff.store import open_store
 from tests.ops.analysis.helpers import hand_made_decomposition, known_tunings_case, small_store
 
 
@@ -47,3 +48,26 @@ def test_top_examples_read_the_store(decomposition):
 def test_top_examples_refuse_k_over_the_examples(decomposition):
     with pytest.raises(InvalidArgumentError, match="larger than the number of examples"):
         top_examples(decomposition, k=65)
+
+
+def test_top_indices_keep_to_the_effective_support():
+    W = np.array([[1.0, 0.0], [1e-12, 2e-7], [0.3, 1.0], [2e-6, 0.0], [0.0, 5e-7]])
+    assert top_indices(W, 5)[0].tolist() == [0, 2, 3]  # 1e-12 is below 1e-6 of the largest
+    assert top_indices(W, 5)[1].tolist() == [2]
+    assert top_indices(W, 5, support_threshold=0.0)[0].tolist() == [0, 2, 3, 1]
+    assert top_indices(W, 5, support_threshold=0.0)[1].tolist() == [2, 4, 1]
+    with pytest.raises(InvalidArgumentError, match="support threshold"):
+        top_indices(W, 2, support_threshold=1.5)
+
+
+def test_top_examples_count_both_supports(decomposition):
+    W = decomposition.W.copy()
+    W[60:64, 1] = 1e-9  # four tiny coefficients join component 1's 16
+    store = open_store(decomposition.manifest["store"])
+    tiny = hand_made_decomposition(decomposition.path.parent / "tiny", store, W)
+    entry = top_examples(tiny, k=20, components=[1])[0]
+    assert (entry["n_nonzero"], entry["n_effective"], entry["support_threshold"]) == (20, 16, 1e-6)
+    assert len(entry["examples"]) == 16
+    raw = top_examples(tiny, k=20, components=[1], support_threshold=0.0)[0]
+    assert (raw["n_effective"], len(raw["examples"])) == (20, 20)
+

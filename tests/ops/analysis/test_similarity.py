@@ -94,13 +94,87 @@ def test_compare_decompositions(store_and_decompositions):
     assert compare(a, a)["similarity"] == pytest.approx(1.0)
 
 
-def test_compare_refuses_decompositions_of_different_stores(store_and_decompositions, tmp_path):
+def _permuted_store(tmp_path, name, order, *, ids=None, predictions_of=None):
+    """A store of the known case's examples in the order ``order`` (row j holds example order[j]),
+    with their ids unless ``ids`` are given, and the predictions ``predictions_of`` when given."""
+    _, labels, predictions = known_tunings_case()
+    predictions = predictions if predictions_of is None else predictions_of
+    return small_store(tmp_path / name, labels=[labels[i] for i in order],
+                       predictions=[predictions[i] for i in order],
+                       ids=[f"id-{i}" for i in order] if ids is None else ids)
+
+
+def naive_id_matched_similarity(store_a, W_a, store_b, W_b):
+    """Rows of B looked up one by one by id in A's order, then the section 4 score."""
+    ids_b = store_b.examples.column("source_id").to_pylist()
+    rows = [ids_b.index(i) for i in store_a.examples.column("source_id").to_pylist()]
+    return naive_similarity(np.asarray(W_a, np.float64), np.stack([np.asarray(W_b[j], np.float64) for j in rows]))
+
+
+def test_compare_matches_the_examples_of_different_stores_by_id(store_and_decompositions, tmp_path):
+    """Figure 2's case: the same examples in another store (here in another order), matched by id."""
+    store, a, _ = store_and_decompositions
+    W, _, _ = known_tunings_case()
+    order = np.random.default_rng(3).permutation(len(W))
+    other = _permuted_store(tmp_path, "other", order)
+    c = hand_made_decomposition(tmp_path / "c", other, W[order])
+    result = compare(a, c)
+    assert result["examples_matched_by"] == "example id" and result["n_examples"] == 64
+    assert result["similarity"] == pytest.approx(1.0) and result["split_map"]["tunings_preserved"] == 1.0
+    assert result["store_b"] == str(other.path)
+    noisy = hand_made_decomposition(tmp_path / "noisy", other,
+                                    np.abs(W[order] + np.random.default_rng(4).random(W.shape) * 0.3))
+    np.testing.assert_allclose(compare(a, noisy)["similarity"],
+                               naive_id_matched_similarity(store, a.W, other, noisy.W), **tolerances.FLOAT64_REGROUPED)
+    assert compare(a, noisy)["similarity"] < 0.99
+    assert compare(a, a)["examples_matched_by"] == "index"  # one store: rows as they are
+
+
+def test_compare_of_different_stores_uses_each_stores_predictions(store_and_decompositions, tmp_path):
     _, a, _ = store_and_decompositions
-    W, labels, predictions = known_tunings_case()
-    other_store = small_store(tmp_path / "other", labels=labels, predictions=predictions[::-1])
-    c = hand_made_decomposition(tmp_path / "c", other_store, W)
-    with pytest.raises(IncompatibleStoresError, match="different stores"):
+    W, _, predictions = known_tunings_case()
+    flipped = [1 - p for p in predictions]  # B's model predicts the other class everywhere
+    other = _permuted_store(tmp_path, "other", list(range(len(W))), predictions_of=flipped)
+    c = hand_made_decomposition(tmp_path / "c", other, W)
+    result = compare(a, c)
+    assert result["similarity"] == pytest.approx(1.0)
+    assert result["split_map"]["tunings_preserved"] == 0.0  # tuned to the other prediction on B's side
+
+
+@pytest.mark.parametrize("ids, message", [
+    (lambda ids: ids[:-2] + ["x-1", "x-2"], "2 of the 64 example ids of .* are not in .*, and 2 of its 64"),
+    (lambda ids: ids[:-1] + [ids[0]], "1 example ids that appear more than once"),
+    (lambda ids: ids[:-3] + [None] * 3, "3 of 64 examples without an id"),
+], ids=["different", "repeated", "missing"])
+def test_compare_refuses_stores_whose_ids_differ(store_and_decompositions, tmp_path, ids, message):
+    _, a, _ = store_and_decompositions
+    W, _, _ = known_tunings_case()
+    other = _permuted_store(tmp_path, "other", range(len(W)), ids=ids([f"id-{i}" for i in range(len(W))]))
+    c = hand_made_decomposition(tmp_path / "c", other, W)
+    with pytest.raises(IncompatibleStoresError, match=message):
         compare(a, c)
+
+
+def test_compare_refuses_stores_of_different_sizes(store_and_decompositions, tmp_path):
+    _, a, _ = store_and_decompositions
+    W, _, _ = known_tunings_case()
+    other = _permuted_store(tmp_path, "other", range(60))
+    c = hand_made_decomposition(tmp_path / "c", other, W[:60])
+    with pytest.raises(IncompatibleStoresError, match="4 of the 64 example ids of .* and 0 of its 60"):
+        compare(a, c)
+
+
+def test_compare_of_different_stores_needs_both(store_and_decompositions, tmp_path):
+    _, a, _ = store_and_decompositions
+    W, _, _ = known_tunings_case()
+    order = np.arange(len(W))[::-1]
+    other = _permuted_store(tmp_path, "other", order)
+    c = hand_made_decomposition(tmp_path / "c", other, W[order])
+    shutil.copytree(tmp_path / "other", tmp_path / "moved")
+    shutil.rmtree(tmp_path / "other")
+    with pytest.raises(StoreNotFoundError, match="pass --store-b"):
+        compare(a, c)
+    assert compare(a, c, store_b=tmp_path / "moved")["similarity"] == pytest.approx(1.0)
 
 
 def test_compare_without_the_recorded_store(store_and_decompositions, tmp_path):

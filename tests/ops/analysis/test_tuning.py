@@ -68,5 +68,23 @@ def test_tunings_of_a_decomposition_read_its_store(tmp_path):
     result = tunings(decomposition)
     assert result.summary()["lnp_tuned_pct"] == pytest.approx(25.0)
     assert result.to_dict()["components"][1] == {
-        "component": 1, "n_nonzero": 16, "included": True, "prediction_tuned": False, "label_tuned": True,
-        "lnp": True, "prediction": None, "label": 0}
+        "component": 1, "n_nonzero": 16, "n_effective": 16, "included": True, "prediction_tuned": False,
+        "label_tuned": True, "lnp": True, "prediction": None, "label": 0}
+
+
+def test_tunings_count_the_effective_support():
+    """A component of 16 positive coefficients, 6 of them 1e-12: excluded at the default threshold,
+    included when every positive coefficient counts."""
+    W, labels, predictions = known_tunings_case()
+    W[:, 4] = 0.0
+    W[50:56, 4] = 1.0
+    W[40:50, 4] = 1e-12  # 6 real and 10 tiny coefficients: 16 positive in all
+    assert (W[:, 4] > 0).sum() == 16
+    default = compute_tunings(W, labels, predictions)
+    assert (default.components[4].n_nonzero, default.components[4].n_effective) == (16, 6)
+    assert not default.components[4].included and default.summary()["support_threshold"] == 1e-6
+    raw = compute_tunings(W, labels, predictions, support_threshold=0.0)
+    assert raw.components[4].included and raw.summary()["support_threshold"] == 0.0
+    assert raw.to_dict()["components"][4]["n_effective"] == 16
+    with pytest.raises(InvalidArgumentError, match="support threshold"):
+        compute_tunings(W, labels, predictions, support_threshold=-0.1)

@@ -49,7 +49,8 @@ def test_bad_shards_are_refused(text, message):
 
 
 class Interrupting(list):
-    """Examples that raise when index ``stop_at`` is read (a build killed half-way)."""
+    """Examples that raise when index ``stop_at`` is read for its PEF (a build killed half-way; the
+    check of the data before the build iterates over them, which does not index)."""
 
     def __init__(self, items, stop_at):
         super().__init__(items)

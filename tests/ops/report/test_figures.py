@@ -37,3 +37,25 @@ def test_warmup_marker(W, losses, warmup_steps, marked):
 def test_all_zero_coefficients(W):
     figures = plots(np.zeros_like(W), np.array([1.0]), None)
     assert "100.0% of entries are zero" in figures[1]["caption"]
+
+
+def test_coefficient_caption_counts_the_effective_support():
+    W = np.zeros((10, 2))
+    W[:4, 0] = [1.0, 0.5, 1e-9, 1e-12]  # two below 1e-6 of the column's largest
+    W[:2, 1] = [2.0, 1e-7]  # 1e-7 is below 1e-6 x 2
+    figures = plots(W, np.array([1.0]), None)
+    assert "70.0% of entries are zero, 15.0% non-zero but below 1e-06 of their component's largest, " \
+           "15.0% in the effective support" in figures[1]["caption"]
+    assert "effective support" in figures[2]["svg"] and "non-zero coefficient" in figures[2]["svg"]
+    assert "20.0% non-zero but below 0.5" in plots(W, np.array([1.0]), None, support_threshold=0.5)[1]["caption"]
+
+
+def test_spectrum_figure():
+    from npeff.ops.analysis.spectrum import Spectrum
+
+    spectrum = Spectrum(store="s", normalize="max", rank=3, n_examples=10, n_used=9, n_not_ok=1, n_zero=0,
+                        mean=(1.0, 0.1, 0.0), std=(0.0, 0.01, 0.0), cumulative_share=(0.9, 1.0, 1.0))
+    figures = plots(np.ones((4, 2)), np.array([1.0]), None, spectrum=spectrum)
+    assert len(figures) == 4 and figures[3]["svg"].startswith("<svg")
+    assert "Mean over 9 examples" in figures[3]["caption"] and "divided by the largest" in figures[3]["caption"]
+    assert "90.0% of the trace" in figures[3]["caption"]

@@ -137,3 +137,51 @@ def test_report_handles_a_dead_component(tmp_path):
     decomposition = hand_made_decomposition(tmp_path / "d", store, W, losses=np.array([]))
     page = build_report(decomposition, store)
     assert 'id="component-4"' in page and "0 examples with non-zero coefficient" in page
+
+
+def test_report_shows_raw_and_effective_counts(tmp_path):
+    W, labels, predictions = known_tunings_case()
+    W[56:64, 1] = 1e-12  # component 1: 16 real coefficients and 8 tiny ones
+    store = small_store(tmp_path / "store", labels=labels, predictions=predictions)
+    decomposition = hand_made_decomposition(tmp_path / "d", store, W)
+    page = build_report(decomposition, store)
+    assert "24 examples with non-zero coefficient, 16 in the effective support" in page
+    row = re.search(r'href="#component-1">1</a></td>\s*<td class="num">(\d+)</td>\s*<td class="num">(\d+)</td>', page)
+    assert row.groups() == ("24", "16")
+    assert re.search(r'id="support-threshold"><b>1e-06</b>', page)
+    assert 'data-size="16" data-nonzero="24"' in page
+    raw = build_report(decomposition, store, support_threshold=0.0)
+    assert re.search(r'id="support-threshold"><b>0</b>', raw) and 'data-size="24" data-nonzero="24"' in raw
+    with pytest.raises(InvalidArgumentError, match="support threshold"):
+        build_report(decomposition, store, support_threshold=2.0)
+
+
+def test_report_of_fitted_coefficients(tmp_path):
+    from npeff.ops import fit_coefficients
+
+    W, labels, predictions = known_tunings_case()
+    store = small_store(tmp_path / "store", labels=labels, predictions=predictions)
+    decomposition = hand_made_decomposition(tmp_path / "d", store, W)
+    held_out = small_store(tmp_path / "held-out", labels=labels, predictions=predictions,
+                           texts=[f"held-out {i}" for i in range(len(labels))])
+    fit_coefficients(decomposition, held_out, out=tmp_path / "coef", steps=2)
+    page = build_report(tmp_path / "coef")
+    assert "Fitted coefficients</th>" in page and f"coefficients fitted with {(tmp_path / 'd').resolve()}" in page
+    assert "held-out 0<" in page or "held-out 1<" in page  # the examples are the fit's store's
+    assert "example number" not in page
+    assert "Loss at every step of the decomposition the coefficients were fitted with (d)" in page
+    assert str(held_out.path) in page
+    with pytest.raises(IncompatibleStoresError, match="the coefficients"):
+        build_report(tmp_path / "coef", store)  # the decomposition's store is not the fit's
+
+
+def test_report_with_the_spectrum(case):
+    from npeff.ops.analysis import pef_spectrum
+
+    decomposition, store = case
+    page = build_report(decomposition, store, spectrum=True)
+    assert page.count("<svg") == 4 and "PEF eigenvalue decay" in page
+    assert "each example&#39;s divided by the largest (paper, Figure 3)" in page
+    summed = build_report(decomposition, store, spectrum=pef_spectrum(store, normalize="sum"))
+    assert "divided by their sum" in summed
+    assert "PEF eigenvalue decay" not in build_report(decomposition, store)
