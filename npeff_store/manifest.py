@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from typing import Any
 
 from npeff.cuda_ops.spec import SPEC_KIND, ProjectionSpec
 from npeff.errors import InvalidArgumentError, StoreCorruptError
+from npeff.store._checks import plain_int as _plain_int
+from npeff.store._checks import require as _require
+from npeff.store.parameter_layout import ParameterLayout
 
 FORMAT_NAME = "npeff-pef-store"
 FORMAT_VERSION = 1
@@ -26,19 +28,6 @@ OTHER_PROJECTIONS = ("external", "none")
 #: ``pef_spec.normalization`` values saying every PEF has ``||G_i^T G_i||_F = 1`` (or is zero):
 #: ``unit-l2`` is the same for a rank-1 store (``||g g^T||_F = ||g||^2``)
 NORMALIZED = ("unit-frobenius", "unit-l2")
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise InvalidArgumentError(message)
-
-
-def _plain_int(value: Any, name: str, minimum: int = 0) -> int:
-    _require(
-        isinstance(value, int) and not isinstance(value, bool) and value >= minimum,
-        f"{name} must be an integer >= {minimum}, got {value!r}",
-    )
-    return value
 
 
 def canonical_json(value: Any) -> str:
@@ -71,75 +60,6 @@ def normalize_projection(projection: Any, dim: int) -> dict:
         f"projection d={spec.d} differs from the store's dim={dim}; they must be equal",
     )
     return spec.to_dict()
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class ParameterLayout:
-    """Which parameters the PEF rows cover: names, shapes and global offsets in the flat vector.
-
-    Attributes:
-        names: parameter names, in the order of the flat vector.
-        shapes: each parameter's shape.
-        offsets: each parameter's first index in the flat vector (contiguous, increasing).
-        n_total: length of the flat vector (sum of the sizes).
-    """
-
-    names: tuple[str, ...]
-    shapes: tuple[tuple[int, ...], ...]
-    offsets: tuple[int, ...]
-    n_total: int
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "names", tuple(self.names))
-        object.__setattr__(self, "shapes", tuple(tuple(int(s) for s in shape) for shape in self.shapes))
-        object.__setattr__(self, "offsets", tuple(self.offsets))
-        count = len(self.names)
-        _require(
-            len(self.shapes) == count and len(self.offsets) == count,
-            f"parameter layout needs one shape and one offset per name: {count} names, "
-            f"{len(self.shapes)} shapes, {len(self.offsets)} offsets",
-        )
-        _require(len(set(self.names)) == count, "parameter layout has duplicate names")
-        position = 0
-        for name, shape, offset in zip(self.names, self.shapes, self.offsets):
-            _require(
-                offset == position,
-                f"parameter {name!r} starts at {offset}, expected {position} (contiguous layout)",
-            )
-            position += math.prod(shape)
-        _require(
-            self.n_total == position,
-            f"parameter layout n_total={self.n_total} but the shapes add up to {position}",
-        )
-
-    @classmethod
-    def from_shapes(cls, named_shapes: list[tuple[str, tuple[int, ...]]]) -> "ParameterLayout":
-        offsets, position = [], 0
-        for _name, shape in named_shapes:
-            offsets.append(position)
-            position += math.prod(shape)
-        return cls(
-            names=tuple(n for n, _ in named_shapes),
-            shapes=tuple(tuple(s) for _, s in named_shapes),
-            offsets=tuple(offsets),
-            n_total=position,
-        )
-
-    def to_dict(self) -> dict:
-        return {
-            "names": list(self.names),
-            "shapes": [list(s) for s in self.shapes],
-            "offsets": list(self.offsets),
-            "n_total": self.n_total,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ParameterLayout":
-        _require(isinstance(data, dict), f"parameter layout must be a mapping, got {data!r}")
-        missing = {"names", "shapes", "offsets", "n_total"} - set(data)
-        _require(not missing, f"parameter layout lacks {sorted(missing)}")
-        return cls(names=data["names"], shapes=data["shapes"], offsets=data["offsets"],
-                   n_total=data["n_total"])
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
