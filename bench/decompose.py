@@ -4,7 +4,8 @@ Parts (all CPU here; add --device cuda on a GPU machine):
 
 * ``inmemory``: every chunk resident; time per iteration against a naive two-pass in-memory torch
   implementation (pass 1: B and the W update; pass 2: B again and the H step) on the same data,
-  the two alternating in rounds (``--rounds``) and the steps pooled. ``--shape`` picks the shape:
+  and against Algorithm 1 as the paper writes it (B once: the same two big GEMMs as npeff), the
+  three alternating in rounds (``--rounds``) and the steps pooled. ``--shape`` picks the shape:
   ``wide`` (the default: m = ``--m`` = 20000, r = 4, d = 4096, C = 128) or ``digits`` (sklearn's
   digits: m = 1797, r = 10, d = 2410, C = 32, where a step is tens of milliseconds).
 * ``linear``: time per iteration at m, 2m, 4m (in memory).
@@ -80,6 +81,19 @@ def naive_iteration(g, w, h, lr=1e-4):
     return w, h - lr * (t1 + t2)
 
 
+def naive_one_pass_iteration(g, w, h, lr=1e-4):
+    """Algorithm 1 as the paper writes it, in memory: B once, the W update, then the H step."""
+    m, r, d = g.shape
+    flat = g.reshape(m * r, d)
+    hh = h @ h.T
+    b = (flat @ h.T).reshape(m, r, -1)
+    n = (b * b).sum(1)
+    w = w * n / (w @ (hh * hh))
+    t2 = -4 * ((w[:, None, :] * b).reshape(m * r, -1).T @ flat)
+    t1 = 4 * ((w.T @ w) * hh) @ h
+    return w, h - lr * (t1 + t2)
+
+
 #: the in-memory part's shapes, (m, r, d, C); ``wide``'s m is ``--m``
 SHAPES = {"wide": (None, 4, 4096, 128), "digits": (1797, 10, 2410, 32)}
 
@@ -93,25 +107,28 @@ def inmemory(tmp, args):
     w0 = torch.rand(m, c, generator=gen)
     h0 = torch.randn(c, d, generator=gen) * (2 / (c * d)) ** 0.5
 
-    def naive(k):
+    def naive(k, iteration=naive_iteration):
         w, h = w0, h0
         times = []
         for _ in range(k):
             began = time.perf_counter()
-            w, h = naive_iteration(g, w, h)
+            w, h = iteration(g, w, h)
             times.append(time.perf_counter() - began)
         return times
 
-    # alternate the two, each round from the start, steps after each round's first pooled:
+    # alternate the three, each round from the start, steps after each round's first pooled:
     # this machine's noise is per minute
-    naive_steps, npeff_steps = [], []
+    naive_steps, one_pass_steps, npeff_steps = [], [], []
     for _ in range(args.rounds):
         naive_steps += naive(args.steps + 1)[1:]
+        one_pass_steps += naive(args.steps + 1, naive_one_pass_iteration)[1:]
         npeff_steps += list(npeff_run(store, c, args.steps + 1)[1:])
-    t_naive, t_npeff = float(np.median(naive_steps)), float(np.median(npeff_steps))
+    t_naive, t_one_pass = float(np.median(naive_steps)), float(np.median(one_pass_steps))
+    t_npeff = float(np.median(npeff_steps))
     return {"shape": args.shape, "m": m, "r": r, "d": d, "C": c, "rounds": args.rounds,
             "steps_per_round": args.steps, "npeff_s_per_iter": t_npeff, "naive_s_per_iter": t_naive,
-            "ratio": t_npeff / t_naive}
+            "ratio": t_npeff / t_naive, "naive_one_pass_s_per_iter": t_one_pass,
+            "ratio_one_pass": t_npeff / t_one_pass}
 
 
 def linear(tmp, args):

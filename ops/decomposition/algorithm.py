@@ -99,20 +99,29 @@ def chunk_step(state: PieceState, h: torch.Tensor, m: torch.Tensor, joint: bool)
 
     Reads ``state.g`` ``[k, r, d]`` and the rows ``W`` ``[k, C]`` and ``mask`` ``[k]`` (1 for
     examples with a PEF); in joint steps writes the updated W rows in place (examples without a
-    PEF stay at zero). The loss's constant term is computed on the first pass and kept in
-    ``state.cache``.
+    PEF stay at zero). The loss's constant term, and whether every example of the piece has a PEF,
+    are computed on the first pass and kept in ``state.cache``.
     """
-    g, w, mask = state.g, state.rows["W"], state.rows["mask"]
-    if "self_products" not in state.cache:
-        state.cache["self_products"] = pef_self_products(g)
+    g, w, mask, cache = state.g, state.rows["W"], state.rows["mask"], state.cache
+    if "self_products" not in cache:
+        cache["self_products"] = pef_self_products(g)
+    if "all_ok" not in cache:  # the mask is fixed for a run: checked once (a sync on a GPU)
+        cache["all_ok"] = bool(mask.all())
     b, n = coefficient_numerator(g, h)
     if joint:
-        w.copy_(coefficient_update(w, n, m) * mask[:, None])
+        update = coefficient_update(w, n, m)
+        if cache["all_ok"]:
+            w.copy_(update)
+        else:
+            torch.mul(update, mask[:, None], out=w)
     k, r, d = g.shape
-    # the factor -4 (a power of two: exact) scales the small [k, r, C] operand, not the [C, d] result
-    t2 = ((-4.0 * w)[:, None, :] * b).reshape(k * r, -1).T @ g.reshape(k * r, d)
-    loss = state.cache["self_products"] - 2.0 * (w * n).sum() + ((w @ m) * w).sum()
-    return ChunkPartials(t2, w.T @ w, loss.double())
+    # B is the step's own temporary: scaled in place by -4 W (the factor, a power of two, is exact;
+    # it scales the small [k, r, C] operand, not the [C, d] result)
+    t2 = b.mul_((-4.0 * w)[:, None, :]).reshape(k * r, -1).T @ g.reshape(k * r, d)
+    wtw = w.T @ w
+    # sum_i W_i M W_i^T = sum(M * W^T W): from the [C, C] W^T W, not a [k, C] product W M
+    loss = cache["self_products"] - 2.0 * (w * n).sum() + (m * wtw).sum()
+    return ChunkPartials(t2, wtw, loss.double())
 
 
 def h_update(h: torch.Tensor, partials: ChunkPartials, hht: torch.Tensor, lr: float) -> torch.Tensor:

@@ -43,6 +43,10 @@ class PieceLoader:
         self.scale = scale
         self.kept: dict[int, torch.Tensor] = {}  # resident piece start -> its tensor
 
+    def holds(self, pieces) -> bool:
+        """Whether every one of ``pieces`` is kept (loading them reads nothing)."""
+        return all(piece.start in self.kept for piece in pieces)
+
     def __call__(self, piece: Piece) -> torch.Tensor:
         kept = self.kept.get(piece.start)
         if kept is not None:

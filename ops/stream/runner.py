@@ -78,8 +78,9 @@ class Runner(Protocol):
 
 class LocalRunner:
     """Passes in this process: the plan's resident pieces kept, the rest streamed, loads overlapping
-    compute (see :mod:`npeff.ops.stream.schedule`). The per-example state is one tensor per name on
-    the compute device; pieces see views of it.
+    compute (see :mod:`npeff.ops.stream.schedule`); once every piece is kept (all resident, after the
+    first pass) a pass is a plain loop on the compute thread, with the same numbers. The per-example
+    state is one tensor per name on the compute device; pieces see views of it.
 
     Args:
         store: the PEF store.
@@ -113,6 +114,8 @@ class LocalRunner:
             views = {name: value[piece.start:piece.stop] for name, value in self.rows.items()}
             return step(PieceState(piece, g, views, self._caches.setdefault(piece.start, {})), *shared)
 
+        if self._scheduler is not None and self.load.holds(self.plan.pieces):
+            return self._scheduler.run_kept(self.plan.pieces, self.load, compute, combine)
         return self._schedule(self.plan.pieces, self.load, compute, combine)
 
     def gather(self, name: str) -> torch.Tensor:

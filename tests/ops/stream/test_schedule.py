@@ -69,3 +69,28 @@ def test_a_failing_load_fails_the_pass():
 
     with pytest.raises(OSError, match="disk on fire"):
         run_pass(pieces(4), load, lambda piece, g: torch.ones(1))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 6, 7, 8, 11, 13, 16, 21])
+def test_a_pass_of_kept_pieces_reduces_in_the_graphs_order(n):
+    """``run_kept`` (no graph, nothing to read) pairs the partial sums exactly as the graph does, so a
+    pass gives the same numbers whether or not it had pieces to load."""
+    def pair(first, second):
+        return (first, second)
+
+    with PassScheduler() as scheduler:
+        graph = scheduler(pieces(n), lambda piece: piece.start, lambda piece, g: g, pair)
+        kept = scheduler.run_kept(pieces(n), lambda piece: piece.start, lambda piece, g: g, pair)
+    assert kept == graph
+
+
+def test_a_pass_of_kept_pieces_computes_on_the_compute_thread():
+    threads = set()
+
+    def compute(piece, g):
+        threads.add(threading.current_thread().name)
+        return torch.ones(1)
+
+    with PassScheduler() as scheduler:
+        assert float(scheduler.run_kept(pieces(4), lambda piece: torch.zeros(1), compute)) == 4.0
+    assert len(threads) == 1 and threads.pop().startswith("npeff-compute")
