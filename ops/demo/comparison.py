@@ -35,7 +35,7 @@ def run_baselines(out: Path, settings, *, network, tokenizer, task, examples, st
     mark = time.perf_counter()
     gradients = build_store(network, examples, task, out / "gradient-store", tokenizer=tokenizer,
                             pef=PefSpec(kind="gradient"), dim=settings.dim, seed=settings.seed, batch_size=32,
-                            progress=progress, model_name=str(out / "model"))
+                            backend="cpu", progress=progress, model_name=str(out / "model"))
     config = DecomposeConfig(n_components=c, warmup_steps=settings.warmup_steps, joint_steps=settings.joint_steps,
                              warmup_lr=settings.warmup_lr, joint_lr=settings.joint_lr, seed=settings.seed)
     gnpeff = decompose(gradients, config=config, out=out / "gnpeff", progress=progress)
@@ -55,9 +55,9 @@ def run_baselines(out: Path, settings, *, network, tokenizer, task, examples, st
     mark = time.perf_counter()
     divergences = build_store(network, examples, task, out / "divergence-store", tokenizer=tokenizer,
                               pef=PefSpec(kind="divergence"), dim=settings.dim, seed=settings.seed, batch_size=32,
-                              progress=progress, model_name=str(out / "model"))
+                              backend="cpu", progress=progress, model_name=str(out / "model"))
     sed = sparse_eigendecomposition(divergences, c, steps=settings.sed_steps, seed=settings.seed, out=out / "sed",
-                                    progress=progress)
+                                    dtype="float64", progress=progress)
     timings["sed_s"] = time.perf_counter() - mark
     log(f"    SED: {c} sparse directions of the divergence gradients, {settings.sed_steps} steps")
     return {"outputs": {"G-NPEFF": gnpeff, "gradient clustering": clusters, "SAE": sae, "SED": sed},

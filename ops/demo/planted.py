@@ -5,10 +5,16 @@ Each *strategy* is a way the label follows from the words: a sentiment word, a n
 it, a contrast where the clause after "but" decides, and a topic rule for sentences with no
 sentiment word. Intensifiers and topic words are distractors sprinkled over all of them. Everything
 is made in code (word-level tokenizer included): the demo needs no network.
+
+The same seed gives the same model on every machine it can: the initial weights come from numpy's
+generator (torch's float32 normal draws differ between CPU kernels), the batch order too, and
+training runs in float64 (in float32, Adam turns rounding noise in near-zero gradients into whole
+steps, so the thread count or the CPU's vector width changed the trained model).
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 import numpy as np
@@ -87,24 +93,52 @@ def make_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", unk_token="<unk>")
 
 
+def sub_seed(seed: int, name: str) -> np.random.SeedSequence:
+    """A seed for ``name`` (a parameter, the batch order) derived from ``seed``: a hash of both, the same
+    on every machine."""
+    digest = hashlib.sha256(f"{seed}/{name}".encode()).digest()
+    return np.random.SeedSequence(int.from_bytes(digest[:16], "little"))
+
+
 def make_model(seed: int):
-    """An untrained two-layer GPT-2 sequence classifier (embedding 32, 16 positions, no dropout)."""
+    """An untrained two-layer GPT-2 sequence classifier (embedding 32, 16 positions, no dropout).
+
+    GPT-2's initialisation (weights N(0, 0.02²), residual projections N(0, 0.02² / (2 n_layer)),
+    biases 0, layer norms 1 and 0), drawn in float64 by numpy from :func:`sub_seed`, then
+    rounded to the model's float32.
+    """
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
-    torch.manual_seed(seed)
     config = GPT2Config(vocab_size=len(vocabulary()), n_positions=16, n_embd=32, n_layer=2, n_head=4,
                         num_labels=2, pad_token_id=0, bos_token_id=None, eos_token_id=None,
                         id2label=dict(enumerate(LABEL_NAMES)), label2id={n: i for i, n in enumerate(LABEL_NAMES)},
                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-    return GPT2ForSequenceClassification(config)
+    model = GPT2ForSequenceClassification(config)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if parameter.dim() < 2:
+                continue  # biases and layer norms: constants
+            std = config.initializer_range
+            if name.endswith("c_proj.weight"):
+                std /= (2 * config.n_layer) ** 0.5
+            values = np.random.default_rng(sub_seed(seed, name)).normal(0.0, std, size=tuple(parameter.shape))
+            parameter.copy_(torch.from_numpy(values))
+    return model
 
 
 def train(model, tokenizer, examples: list[dict], *, epochs: int, seed: int, batch_size: int = 64,
-          lr: float = 3e-3, progress: bool = False) -> list[float]:
-    """Plain Adam on cross-entropy; returns the mean loss of each epoch. Leaves the model in eval mode."""
+          lr: float = 3e-3, progress: bool = False, dtype: torch.dtype = torch.float64) -> list[float]:
+    """Plain Adam on cross-entropy in ``dtype``; returns the mean loss of each epoch.
+
+    The batches follow a numpy permutation of the examples each epoch, seeded from ``seed``.
+    Leaves the model in eval mode, in the dtype it came in (float64 training costs nothing at this
+    size and keeps the result from depending on the BLAS's reduction order).
+    """
     from npeff.progress import progress_bar
 
-    generator = torch.Generator().manual_seed(seed)
+    model_dtype = next(model.parameters()).dtype
+    model.to(dtype)
+    rng = np.random.default_rng(sub_seed(seed, "batch order"))
     encoded = tokenizer([e["text"] for e in examples], padding=True, return_tensors="pt")
     labels = torch.tensor([e["label"] for e in examples])
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -113,7 +147,7 @@ def train(model, tokenizer, examples: list[dict], *, epochs: int, seed: int, bat
     steps = epochs * ((len(examples) + batch_size - 1) // batch_size)
     bar = progress_bar(total=steps, desc="train", unit="step", enabled=progress)
     for _ in range(epochs):
-        order = torch.randperm(len(examples), generator=generator)
+        order = torch.from_numpy(rng.permutation(len(examples)))
         losses = []
         for start in range(0, len(examples), batch_size):
             idx = order[start:start + batch_size]
@@ -127,6 +161,7 @@ def train(model, tokenizer, examples: list[dict], *, epochs: int, seed: int, bat
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
         history.append(float(np.mean(losses)))
     bar.close()
+    model.to(model_dtype)
     model.eval()
     return history
 
@@ -140,5 +175,5 @@ def accuracy(model, tokenizer, examples: list[dict]) -> float:
 
 
 __all__ = ["LABEL_NAMES", "NEGATIVE", "NEUTRAL", "POSITIVE", "STRATEGIES", "TOPICS", "TOPICS_NEGATIVE",
-           "TOPICS_POSITIVE", "accuracy", "make_dataset", "make_example", "make_model", "make_tokenizer", "train",
-           "vocabulary"]
+           "TOPICS_POSITIVE", "accuracy", "make_dataset", "make_example", "make_model", "make_tokenizer",
+           "sub_seed", "train", "vocabulary"]

@@ -1,17 +1,28 @@
-"""The whole demo at a reduced size, and the output folders it refuses."""
+"""The whole demo at a reduced size, its independence of the machine's thread counts, and the
+output folders it refuses."""
 
 import json
+from dataclasses import replace
 
+import numba
 import pytest
+import torch
 from click.testing import CliRunner
 
 from npeff.cli.main import cli
-from npeff.errors import StoreExistsError
-from npeff.ops.demo.pipeline import MARKER, DemoSettings, run_demo
+from npeff.errors import InvalidArgumentError, StoreExistsError
+from npeff.ops.demo.pipeline import MARKER, DemoSettings, fixed_threads, run_demo
 
 #: the reduced size run by the tests (about ten seconds) and its stated alignment threshold
 SMALL = DemoSettings.quick()
 ALIGNED_AT_LEAST = 0.5
+#: every step of the demo at a toy size (a few seconds): enough for thread counts to change its sums
+TINY = DemoSettings(train_examples=400, epochs=1, pef_examples=96, dim=256, n_components=4, warmup_steps=10,
+                    joint_steps=40, warmup_lr=1e-3, joint_lr=1e-3, perturb_baseline=32, sae_steps=50,
+                    sae_batch_size=64, sed_steps=50)
+#: what each method writes, compared byte for byte
+OUTPUTS = ("model/model.safetensors", "decomposition/W.npy", "decomposition/H.npy", "gnpeff/W.npy", "clusters/W.npy",
+           "sae/W.npy", "sed/W.npy", "sed/H.npy")
 
 
 @pytest.mark.slow
@@ -49,6 +60,52 @@ def test_demo_pipeline_aligns_components_with_planted_strategies(tmp_path):
     assert result.exit_code == 0 and "label " in result.output
     with pytest.raises(StoreExistsError, match="--overwrite"):
         run_demo(tmp_path / "demo", SMALL)
+
+
+def _figures(summary):
+    """The summary without what names the folder or the time taken."""
+    kept = {k: v for k, v in summary.items() if k not in ("out", "report", "store", "decomposition", "timings")}
+    kept["comparison"] = [{k: v for k, v in row.items() if k != "path"} for row in summary["comparison"]]
+    return kept
+
+
+@pytest.mark.slow
+def test_demo_figures_do_not_depend_on_the_threads_of_the_caller(tmp_path):
+    """Torch's and numba's sums depend on their thread counts; the demo fixes both while it runs."""
+    runs = {}
+    for threads in (1, 2):
+        before = torch.get_num_threads(), numba.get_num_threads()
+        torch.set_num_threads(threads)
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            runs[threads] = run_demo(tmp_path / f"threads-{threads}", TINY)
+            assert torch.get_num_threads() == threads  # restored afterwards
+        finally:
+            torch.set_num_threads(before[0])
+            numba.set_num_threads(before[1])
+    assert _figures(runs[1]) == _figures(runs[2])
+    for name in OUTPUTS:
+        assert (tmp_path / "threads-1" / name).read_bytes() == (tmp_path / "threads-2" / name).read_bytes(), name
+    assert runs[1]["settings"]["threads"] == TINY.threads == 1
+
+
+def test_fixed_threads_sets_both_libraries_and_restores_them():
+    before = torch.get_num_threads(), numba.get_num_threads()
+    with pytest.raises(RuntimeError, match="inside"):
+        with fixed_threads(1):
+            assert (torch.get_num_threads(), numba.get_num_threads()) == (1, 1)
+            raise RuntimeError("inside")
+    assert (torch.get_num_threads(), numba.get_num_threads()) == before
+    with pytest.raises(InvalidArgumentError, match="NUMBA_NUM_THREADS"):
+        with fixed_threads(numba.config.NUMBA_NUM_THREADS + 1):
+            pass
+    assert (torch.get_num_threads(), numba.get_num_threads()) == before
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5, None])
+def test_demo_settings_refuse_a_thread_count_that_is_not_positive(threads):
+    with pytest.raises(InvalidArgumentError, match="threads must be a positive integer"):
+        replace(TINY, threads=threads)
 
 
 def _a_file(path):
