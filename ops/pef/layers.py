@@ -29,7 +29,9 @@ from torch import nn
 #: ``(module, attribute, x, gy[, leading]) -> [N, k, *param.shape]`` with ``x`` the layer's recorded
 #: first input ``[N, ..., in]`` and ``gy`` the output gradients of ``k`` rows, ``[k, N, T, out]``
 #: (all positions of a sequence flattened into ``T``); a rule with ``slices_leading`` also takes
-#: ``leading``, a slice of the parameter's first dimension, and returns only that part of it.
+#: ``leading``, a slice of the parameter's first dimension, and returns only that part of it; a
+#: rule with ``writes_into`` also takes ``out=``, a preallocated tensor of the result's shape and
+#: dtype (or None) that it may fill and return.
 PerSequenceGradient = Callable[..., torch.Tensor]
 
 
@@ -45,20 +47,25 @@ class LayerRule:
             names them (embeddings and normalisation layers, as in the paper).
         slices_leading: ``per_sequence_gradient`` takes a fifth argument ``leading`` (a slice of
             the parameter's first dimension) and computes only that part.
+        writes_into: ``per_sequence_gradient`` takes ``out=`` (see :data:`PerSequenceGradient`),
+            so that blocks are written into a reused buffer rather than a new allocation each.
     """
 
     name: str
     per_sequence_gradient: PerSequenceGradient
     excluded_by_default: bool = False
     slices_leading: bool = False
+    writes_into: bool = False
 
     def gradient(self, module: nn.Module, attribute: str, x: torch.Tensor, gy: torch.Tensor,
-                 leading: slice) -> torch.Tensor:
+                 leading: slice, out: torch.Tensor | None = None) -> torch.Tensor:
         """``[N, k, hi - lo, *param.shape[1:]]``: the per-sequence gradients of the entries of the
         parameter whose first index lies in ``leading = slice(lo, hi)`` (a rule that cannot slice
-        computes the whole parameter, then keeps the slice)."""
+        computes the whole parameter, then keeps the slice). ``out``, a tensor of that shape, is
+        filled (and returned) by the rules that can write into it; others ignore it."""
         if self.slices_leading:
-            return self.per_sequence_gradient(module, attribute, x, gy, leading)
+            extra = {"out": out} if self.writes_into and out is not None else {}
+            return self.per_sequence_gradient(module, attribute, x, gy, leading, **extra)
         return self.per_sequence_gradient(module, attribute, x, gy)[:, :, leading]
 
 
@@ -113,22 +120,27 @@ ALL = slice(None)
 
 
 def linear_gradient(module: nn.Module, attribute: str, x: torch.Tensor, gy: torch.Tensor,
-                    leading: slice = ALL) -> torch.Tensor:
+                    leading: slice = ALL, out: torch.Tensor | None = None) -> torch.Tensor:
     """``nn.Linear``: weight ``[out, in]`` gets ``sum_t gy[t] x[t]^T``, shape ``[N, k, out, in]``
-    (the outputs ``leading`` only: ``[N, k, len(leading), in]``)."""
+    (the outputs ``leading`` only: ``[N, k, len(leading), in]``), written into ``out`` when given
+    (the bias's small ``[N, k, out]`` never is)."""
     gy = gy[..., leading]
     if attribute == "bias":
         return bias_gradient(gy)
-    return torch.einsum("rnto,nti->nroi", gy, flatten_positions(x).to(gy.dtype))
+    # [N, k, out, T] @ [N, 1, T, in]: one batched product per sequence, all k rows at once
+    return torch.matmul(gy.permute(1, 0, 3, 2), flatten_positions(x).to(gy.dtype)[:, None], out=out)
 
 
 def conv1d_gradient(module: nn.Module, attribute: str, x: torch.Tensor, gy: torch.Tensor,
-                    leading: slice = ALL) -> torch.Tensor:
+                    leading: slice = ALL, out: torch.Tensor | None = None) -> torch.Tensor:
     """GPT-2's ``Conv1D`` (a linear layer with a transposed ``[in, out]`` weight): ``[N, k, in, out]``
-    (the inputs ``leading`` only, the weight's first dimension; the bias's is its outputs)."""
+    (the inputs ``leading`` only, the weight's first dimension; the bias's is its outputs), written
+    into ``out`` when given."""
     if attribute == "bias":
         return bias_gradient(gy[..., leading])
-    return torch.einsum("rnto,nti->nrio", gy, flatten_positions(x)[..., leading].to(gy.dtype))
+    # [N, 1, in, T] @ [N, k, T, out]
+    inputs = flatten_positions(x)[..., leading].to(gy.dtype).transpose(1, 2)[:, None]
+    return torch.matmul(inputs, gy.transpose(0, 1), out=out)
 
 
 def layer_norm_gradient(module: nn.Module, attribute: str, x: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
@@ -157,8 +169,9 @@ def embedding_gradient(module: nn.Module, attribute: str, ids: torch.Tensor, gy:
     return grad.scatter_add_(2, index, weights)
 
 
-register_layer_rule(nn.Linear, LayerRule(name="Linear", per_sequence_gradient=linear_gradient, slices_leading=True))
-CONV1D_RULE = LayerRule(name="Conv1D", per_sequence_gradient=conv1d_gradient, slices_leading=True)
+register_layer_rule(nn.Linear, LayerRule(name="Linear", per_sequence_gradient=linear_gradient, slices_leading=True,
+                                         writes_into=True))
+CONV1D_RULE = LayerRule(name="Conv1D", per_sequence_gradient=conv1d_gradient, slices_leading=True, writes_into=True)
 register_layer_rule("transformers.pytorch_utils.Conv1D", CONV1D_RULE)
 register_layer_rule("transformers.modeling_utils.Conv1D", CONV1D_RULE)  # its home in older releases
 register_layer_rule(nn.Embedding, LayerRule(name="Embedding", per_sequence_gradient=embedding_gradient,

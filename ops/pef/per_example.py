@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from npeff.errors import InvalidArgumentError
+from npeff.ops.pef.block_buffer import BlockBuffer
 from npeff.ops.pef.layers import LayerRule, is_default_excluded, layer_rule, supported_layers
 from npeff.store.manifest import ParameterLayout
 
@@ -93,16 +94,18 @@ class RecordedCall:
     inputs: torch.Tensor
     output: torch.Tensor
 
-    def per_sequence_gradient(self, attribute: str, gy: torch.Tensor, leading: slice) -> torch.Tensor:
+    def per_sequence_gradient(self, attribute: str, gy: torch.Tensor, leading: slice,
+                              out: torch.Tensor | None = None) -> torch.Tensor:
         """Per-sequence gradient of the first-dimension slice ``leading`` of one parameter of this
         call, for ``k`` rows at once.
 
         ``gy`` is ``[k, N, ..., out]``; returns ``[N, k, len(leading), *param.shape[1:]]``
-        (sequence-major, so that it flattens to ``[N * k, n_block]`` without a copy).
+        (sequence-major, so that it flattens to ``[N * k, n_block]`` without a copy), written into
+        ``out`` (a tensor of that shape) where the layer's rule can.
         """
         rows, n = gy.shape[0], gy.shape[1]
         return self.rule.gradient(self.module, attribute, self.inputs, gy.reshape(rows, n, -1, gy.shape[-1]),
-                                  leading)
+                                  leading, out=out)
 
 
 class ActivationRecorder:
@@ -181,6 +184,7 @@ def projected_row_gradients(
     by_module: dict[int, list[int]] = {}
     for i, call in enumerate(calls):
         by_module.setdefault(id(call.module), []).append(i)
+    buffer = BlockBuffer()  # every block of a slicing rule is written into it: one allocation per batch
     row_bytes = max(1, sum(o.numel() for o in outputs) * rows.element_size())
     group = max(1, min(n_rows, memory_budget // row_bytes))
     for first in range(0, n_rows, group):
@@ -194,7 +198,7 @@ def projected_row_gradients(
                 for lo in range(0, leading_size, step):
                     leading = slice(lo, min(lo + step, leading_size))
                     block = _example_gradients(item, calls, by_module, gys, leading, sequence_owner, num_examples,
-                                               rows)
+                                               rows, buffer)
                     project_block(block, item.offset + lo * per_leading, slice(first, last))
                 continue
             # a rule that computes whole tensors only (embeddings, norms, custom rules): cut the rows
@@ -232,15 +236,23 @@ def _output_gradients(rows, outputs, first, last) -> list[torch.Tensor]:
     return gys
 
 
-def _example_gradients(item, calls, by_module, gys, leading, sequence_owner, num_examples, rows) -> torch.Tensor:
+def _example_gradients(item, calls, by_module, gys, leading, sequence_owner, num_examples, rows,
+                       buffer: BlockBuffer | None = None) -> torch.Tensor:
     """``[B * k, n_block]`` per-example gradients of the first-dimension slice ``leading`` of one
-    parameter (``n_block`` entries, contiguous in the flat vector) for ``k`` rows (example-major)."""
+    parameter (``n_block`` entries, contiguous in the flat vector) for ``k`` rows (example-major).
+
+    With a ``buffer``, the first layer call's part is written into it (when its rule can): the
+    result is then a view of the buffer, valid until the next block."""
     k = gys[0].shape[0] if gys else 0
     scalar = item.param.dim() == 0
     total = None
     for owner in item.owners:
         for i in by_module.get(id(owner.module), []):
-            part = calls[i].per_sequence_gradient(owner.attribute, gys[i], slice(None) if scalar else leading)
+            out = None
+            if total is None and buffer is not None and owner.rule.writes_into and owner.rule.slices_leading and not scalar:
+                shape = (gys[i].shape[1], k, leading.stop - leading.start, *item.param.shape[1:])
+                out = buffer.view(shape, gys[i].dtype, gys[i].device)
+            part = calls[i].per_sequence_gradient(owner.attribute, gys[i], slice(None) if scalar else leading, out)
             total = part if total is None else total + part
     if total is None:  # parameter unused by this forward pass: zero gradients
         _, per_leading = _leading_split(item.param)

@@ -133,3 +133,47 @@ def test_tensors_of_rules_that_cannot_slice_are_cut_along_the_rows(tmp_path, tin
     cut = build_store(model, REVIEWS, task, tmp_path / "b", tokenizer=tokenizer, dim=64, pef=pef, include=include,
                       memory_budget=4096)
     np.testing.assert_allclose(cut.read(), whole.read(), **tolerances.FLOAT32_VS_FLOAT64)
+
+
+def test_weight_blocks_are_written_into_one_reused_buffer(tmp_path, monkeypatch):
+    """Every block of a linear weight is a view of the same allocation (no page faults per block),
+    each one projected before the next overwrites it: the PEFs equal the brute-force Fisher."""
+    import npeff.ops.pef.batch as batch_module
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 256), torch.nn.Tanh(), torch.nn.Linear(256, 3)).double()
+    examples = [{"input": torch.randn(6, dtype=torch.float64), "label": i % 3} for i in range(4)]
+    storages = []
+    original = batch_module.project
+
+    def recording(block, **kwargs):
+        storages.append((kwargs["offset"], block.untyped_storage().data_ptr(), block.numel()))
+        return original(block, **kwargs)
+
+    monkeypatch.setattr(batch_module, "project", recording)
+    store = build_store(model, examples, None, tmp_path / "s", num_classes=3, dim=64, batch_size=4,
+                        memory_budget=16 << 10)
+    layout = store.config.parameter_layout
+    weights = [(layout.offsets[i], layout.offsets[i] + int(np.prod(layout.shapes[i])))
+               for i in (layout.names.index("0.weight"), layout.names.index("2.weight"))]
+    blocks = [(ptr, size) for offset, ptr, size in storages if any(lo <= offset < hi for lo, hi in weights)]
+    growths = sum(size > max([0] + [s for _, s in blocks[:i]]) for i, (_, size) in enumerate(blocks))
+    assert len(blocks) > 4 and len({ptr for ptr, _ in blocks}) <= growths < len(blocks) / 2
+    exact = build_store(model, examples, None, tmp_path / "exact", num_classes=3, projection="none", batch_size=4,
+                        memory_budget=16 << 10)
+    params = list(model.parameters())
+    for b, example in enumerate(examples):
+        reference = lrm_rows(torch.log_softmax(model(example["input"][None])[0], 0), params)
+        assert gram_distance(rows_of(exact, b), unit_pef(reference)) < PEF_RTOL
+
+
+def test_block_buffer_grows_to_the_largest_block_and_reuses_it():
+    from npeff.ops.pef.block_buffer import BlockBuffer
+
+    buffer = BlockBuffer()
+    small = buffer.view((2, 3), torch.float32, torch.device("cpu"))
+    again = buffer.view((3, 2), torch.float32, torch.device("cpu"))
+    assert again.data_ptr() == small.data_ptr() and again.shape == (3, 2) and again.is_contiguous()
+    large = buffer.view((4, 5), torch.float32, torch.device("cpu"))
+    assert large.shape == (4, 5) and buffer.view((1, 2), torch.float32, "cpu").data_ptr() == large.data_ptr()
+    assert buffer.view((2,), torch.float64, "cpu").dtype == torch.float64
