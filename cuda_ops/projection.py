@@ -173,8 +173,6 @@ def _block_regions(offset: int, nb: int, s: int) -> tuple[int, int]:
 
 
 def _forward_cpu(x, spec: ProjectionSpec, offset: int) -> np.ndarray:
-    import numba
-
     from npeff.cuda_ops import _cpu
 
     block = _to_host_float32(x)
@@ -183,10 +181,12 @@ def _forward_cpu(x, spec: ProjectionSpec, offset: int) -> np.ndarray:
     first, last = _block_regions(offset, nb, s)
     per_tile = _cpu.tile_regions(rows, s, last - first + 1)
     n_tiles = (last - first + per_tile) // per_tile
-    groups = max(1, min(numba.get_num_threads(), n_tiles))
+    groups = _cpu.group_count(rows, spec.d, n_tiles)
     keys = _cpu.row_keys(spec.seed, spec.d)
-    y = _run_parallel(_cpu.forward, block, keys, offset, s, per_tile, groups)
-    out = np.ascontiguousarray(y.T)
+    if rows <= _cpu.FEW_ROWS:
+        out = _run_parallel(_cpu.forward_few_rows, block, keys, offset, s, per_tile, groups)
+    else:
+        out = np.ascontiguousarray(_run_parallel(_cpu.forward, block, keys, offset, s, per_tile, groups).T)
     out *= np.float32(spec.scale)
     return out
 
@@ -296,7 +296,7 @@ def project(x, *, d: int, seed: int, offset: int = 0, n_total: int, backend: str
         float32 ``[R, d]`` (``[d]`` for 1-D input), the same kind of object as ``x``, on its device.
 
     Notes:
-        Memory is ``O(R * d)`` for the result (times the CPU thread count for partial sums) plus
+        Memory is ``O(R * d)`` for the result (times up to 8 on the CPU, for partial sums) plus
         a float32 rows-last copy of the block; the ``d x n`` matrix never exists. Paper, sec. 2.2.1
         and appendix A.
     """

@@ -43,7 +43,8 @@ def assert_close(actual, expected, rtol=RTOL):
 
 @pytest.mark.parametrize(
     "d,n,r,offset",
-    [(32, 1, 1, 0), (64, 200, 3, 0), (64, 1000, 2, 37), (96, 301, 4, 5), (256, 5000, 7, 123)],
+    [(32, 1, 1, 0), (64, 200, 3, 0), (64, 1000, 2, 37), (96, 301, 4, 5), (256, 5000, 7, 123),
+     (64, 150_000, 1, 11), (64, 40_000, 6, 3)],  # the last two: several tiles and groups of tiles
 )
 def test_cpu_matches_reference(d, n, r, offset):
     spec = ProjectionSpec(seed=7, d=d)
@@ -51,6 +52,22 @@ def test_cpu_matches_reference(d, n, r, offset):
     y = project(x, d=d, seed=7, offset=offset, n_total=offset + n, backend="cpu")
     assert y.shape == (r, d) and y.dtype == np.float32
     assert_close(y, reference_project(x, spec, offset))
+
+
+@pytest.mark.parametrize("r", [1, 6])
+def test_cpu_result_does_not_depend_on_the_thread_count(r):
+    """The same bits on one thread as on all of them (a store is reproducible on any machine)."""
+    import numba
+
+    x = rows((r, 300_000), seed=3)
+    everywhere = project(x, d=256, seed=5, offset=77, n_total=300_077, backend="cpu")
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        alone = project(x, d=256, seed=5, offset=77, n_total=300_077, backend="cpu")
+    finally:
+        numba.set_num_threads(threads)
+    assert np.array_equal(alone, everywhere)
 
 
 @pytest.mark.parametrize("d,n,r,offset", [(64, 500, 3, 0), (96, 301, 2, 17)])
