@@ -63,6 +63,23 @@ def group_count(rows, d, n_tiles):
 
 
 @njit(inline="always")
+def _block_tiles(offset, nb, s, regions_per_tile):
+    """First and last region of the block ``[offset, offset + nb)`` and its number of tiles."""
+    first = offset // s
+    last = (offset + nb - 1) // s
+    return first, last, (last - first + regions_per_tile) // regions_per_tile
+
+
+@njit(inline="always")
+def _sum_in_order(partial):
+    """``partial[0] + partial[1] + ...`` (groups of tiles added in a fixed order)."""
+    out = partial[0].copy()
+    for g in range(1, partial.shape[0]):
+        out += partial[g]
+    return out
+
+
+@njit(inline="always")
 def _tile_bounds(t, first, last, regions_per_tile, s, offset, nb):
     """Regions ``[c0, c1)`` of tile ``t``, its first global index ``base`` and the part
     ``[lo, hi)`` of it that lies inside the block ``[offset, offset + nb)``."""
@@ -81,9 +98,7 @@ def forward(x, keys, offset, s, regions_per_tile, n_groups):
     """
     rows, nb = x.shape
     d = keys.shape[0]
-    first = offset // s
-    last = (offset + nb - 1) // s
-    n_tiles = (last - first + regions_per_tile) // regions_per_tile
+    first, last, n_tiles = _block_tiles(offset, nb, s, regions_per_tile)
     partial = np.zeros((n_groups, d, rows), dtype=np.float32)
     for g in prange(n_groups):
         tile = np.empty((regions_per_tile * s, rows), dtype=np.float32)
@@ -102,10 +117,7 @@ def forward(x, keys, offset, s, regions_per_tile, n_groups):
                     b = index - base
                     for r in range(rows):
                         acc[j, r] += sign * tile[b, r]
-    out = partial[0].copy()
-    for g in range(1, n_groups):
-        out += partial[g]
-    return out
+    return _sum_in_order(partial)
 
 
 @njit(inline="always")
@@ -131,9 +143,7 @@ def forward_few_rows(x, keys, offset, s, regions_per_tile, n_groups):
     """
     rows, nb = x.shape
     d = keys.shape[0]
-    first = offset // s
-    last = (offset + nb - 1) // s
-    n_tiles = (last - first + regions_per_tile) // regions_per_tile
+    first, last, n_tiles = _block_tiles(offset, nb, s, regions_per_tile)
     partial = np.zeros((n_groups, rows, d), dtype=np.float32)
     for g in prange(n_groups):
         tile = np.zeros((rows, regions_per_tile * s), dtype=np.float32)
@@ -154,10 +164,7 @@ def forward_few_rows(x, keys, offset, s, regions_per_tile, n_groups):
                         values = tile[r]
                         for q in range(je - jb):
                             sums[q] += signs[q] * values[positions[q]]
-    out = partial[0].copy()
-    for g in range(1, n_groups):
-        out += partial[g]
-    return out
+    return _sum_in_order(partial)
 
 
 @njit(parallel=True, cache=True)
@@ -168,9 +175,7 @@ def transpose(yt, keys, offset, nb, s, regions_per_tile):
     """
     d, rows = yt.shape
     out = np.zeros((rows, nb), dtype=np.float32)
-    first = offset // s
-    last = (offset + nb - 1) // s
-    n_tiles = (last - first + regions_per_tile) // regions_per_tile
+    first, last, n_tiles = _block_tiles(offset, nb, s, regions_per_tile)
     for t in prange(n_tiles):
         tile = np.zeros((regions_per_tile * s, rows), dtype=np.float32)
         c0, c1, base, lo, hi = _tile_bounds(t, first, last, regions_per_tile, s, offset, nb)
