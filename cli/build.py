@@ -97,8 +97,8 @@ def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, g
                                                       gguf_file=gguf_file, revision=revision)
         result = build_activation_store(network, examples, task, out, tokenizer=tokenizer, layer=layer,
                                         batch_size=batch_size, device=device, max_examples=max_examples,
-                                        resume=resume, overwrite=overwrite, model_name=model, command=command_line(),
-                                        progress=True)
+                                        resume=resume, overwrite=overwrite, model_name=model, gguf_file=gguf_file,
+                                        command=command_line(), progress=True)
         block = result.manifest["pef_spec"]["activation"]["layer"]
         if as_json:
             _echo_store(result)

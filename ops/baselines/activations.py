@@ -85,14 +85,16 @@ def final_token_activations(formulation, block: nn.Module, texts: Sequence[str])
 def build_activation_store(model: nn.Module, examples: Sequence[dict], task: TaskSpec, out: str | Path, *,
                            tokenizer, layer: int | None = None, batch_size: int = 16, device: str = "cpu",
                            max_examples: int | None = None, overwrite: bool = False, resume: bool = False,
-                           model_name: str | None = None, command: str | None = None, progress: bool = False,
-                           shard_examples: int | None = None) -> PefStore:
+                           model_name: str | None = None, gguf_file: str | None = None, command: str | None = None,
+                           progress: bool = False, shard_examples: int | None = None) -> PefStore:
     """Write each example's unit-normalised residual stream at its final token to a store at ``out``.
 
     Args:
         model, tokenizer: a Hugging Face causal LM or sequence classifier.
         examples, task: the data and its formulation (label-tokens, next-token or classifier).
         layer: the block whose output is read (default: the last; negative counts from the end).
+        model_name, gguf_file: the model's identity in the manifest (its name or folder, and the GGUF
+            file in that folder it was loaded from, if any).
 
     Notes:
         Memory: the model and one batch's forward pass; the store holds ``[m, 1, hidden]``.
@@ -116,8 +118,8 @@ def build_activation_store(model: nn.Module, examples: Sequence[dict], task: Tas
     if names is not None:
         spec["label_names"] = names
     writer = create_store(out, rank=1, dim=hidden, projection={"kind": "none"}, kind=STORE_KIND,
-                          model=model_identity(model, model_name), pef_spec=spec, overwrite=overwrite,
-                          resume=resume, command=command, shard_examples=shard_examples)
+                          model=model_identity(model, model_name, gguf_file=gguf_file), pef_spec=spec,
+                          overwrite=overwrite, resume=resume, command=command, shard_examples=shard_examples)
     from npeff.progress import progress_bar
 
     first = start + writer.num_examples
