@@ -13,7 +13,9 @@ Per batch of B examples with r rows each:
 * floor: the batch's forward pass, its r backward passes to the parameters with plain autograd,
   and one projection pass of all B·r rows over the n included entries (tensor by tensor, in
   blocks of at most 64 MiB, as any implementation must);
-* the hash's share: a projection pass at 1 row against one at B·r rows.
+* the hash's share: the hash alone evaluated for every (output, region) pair of a pass over the n
+  entries (what any pass must compute once), against a projection pass at B·r rows; and a pass at
+  1 row.
 
 Figures: seconds per batch (median of the batches after the first), examples/s at several batch
 sizes with the default rows (C - 1 = 1 for two labels), npeff/floor at r = 1 and at r = 2 (one row
@@ -151,6 +153,34 @@ def projection_pass(included, layout, rows: int, dim: int) -> float:
     return total
 
 
+def hash_seconds(n_total: int, dim: int) -> float:
+    """Seconds to evaluate the projection's hash once for every ``(output j, region c)`` pair over
+    ``n_total`` entries (``32 * n_total`` hashes, the least any pass computes), in parallel."""
+    import numba
+    import numpy as np
+
+    from npeff.cuda_ops import _cpu, _hash
+
+    mix = _hash.compile_with(numba.njit(inline="always"))[0]
+
+    @numba.njit(parallel=True)
+    def positions_checksum(keys, regions, s):
+        total = np.zeros(keys.shape[0], dtype=np.uint64)
+        for j in numba.prange(keys.shape[0]):
+            key, acc = keys[j], np.uint64(0)
+            for c in range(regions):
+                acc += ((mix(key ^ np.uint64(c)) >> np.uint64(32)) * np.uint64(s)) >> np.uint64(32)
+            total[j] = acc
+        return total
+
+    s = dim // 32
+    keys = _cpu.row_keys(0, dim)
+    positions_checksum(keys, 2, s)  # compile
+    began = time.perf_counter()
+    positions_checksum(keys, -(-n_total // s), s)
+    return time.perf_counter() - began
+
+
 def peak_rss_above_model(batch_size: int, dim: int) -> dict:
     """In a fresh process: RSS once the model is loaded, and the peak during a build of one batch
     (the kernel's high-water mark, reset after loading: dequantising the GGUF file peaks higher)."""
@@ -190,8 +220,9 @@ def run(batches=(8, 32, 64, 128), dim: int = 8192) -> dict:
                                "npeff_vs_floor": round(npeff / floor["total_s"], 2),
                                "examples_per_s": round(32 / npeff, 2)}
     one, many = projection_pass(included, layout, 1, dim), projection_pass(included, layout, 32, dim)
-    results["projection_pass_s"] = {"rows_1": round(one, 2), "rows_32": round(many, 2),
-                                    "hash_share_at_32": round(one / many, 2)}
+    hashing = hash_seconds(layout.n_total, dim)
+    results["projection_pass_s"] = {"rows_1": round(one, 2), "rows_32": round(many, 2), "hash_only": round(hashing, 2),
+                                    "hash_share_at_32": round(hashing / many, 3)}
     results["examples_per_s"] = {}
     for batch in batches:
         times = npeff_seconds(model, tokenizer, data[:2 * batch], batch, "complement", dim)
