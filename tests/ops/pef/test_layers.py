@@ -88,6 +88,29 @@ def test_registered_rule_makes_a_new_layer_supported(tmp_path, registry):
     assert "Scale" in layers.supported_layers()
 
 
+class ScaleWithExtra(Scale):
+    """A layer returning a tuple (its output and the weight), which npeff cannot tap."""
+
+    def forward(self, x):
+        return x * self.weight, self.weight
+
+
+class FirstOf(nn.Module):
+    def forward(self, pair):
+        return pair[0]
+
+
+def test_registered_layer_with_a_tuple_output_is_refused_clearly(tmp_path, registry):
+    register_layer_rule(ScaleWithExtra, LayerRule(name="ScaleWithExtra", per_sequence_gradient=scale_gradient))
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(4, 5), ScaleWithExtra(5), FirstOf(), nn.Linear(5, 3)).double()
+    examples = [{"input": torch.randn(4, dtype=torch.float64), "label": i % 3} for i in range(3)]
+    with pytest.raises(InvalidArgumentError, match="a ScaleWithExtra layer returned tuple, not a floating-point "
+                                                   "tensor"):
+        build_store(model, examples, None, tmp_path / "s", num_classes=3, projection="none")
+    assert not (tmp_path / "s").exists()
+
+
 def test_registered_rule_can_exclude_its_layer_by_default(tmp_path, registry):
     register_layer_rule(Scale, LayerRule(name="Scale", per_sequence_gradient=scale_gradient,
                                          excluded_by_default=True))

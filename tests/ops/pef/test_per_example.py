@@ -123,6 +123,79 @@ def test_large_tensors_are_cut_along_their_first_dimension_not_the_rows(tmp_path
     assert len(blocks[layout.names.index("0.weight")]) > 1 and len(blocks[layout.names.index("2.weight")]) > 1
 
 
+def test_rows_share_projection_calls_in_pairs_when_one_row_exceeds_the_budget(tmp_path, monkeypatch):
+    """When one row's output gradients alone exceed the budget, the rows still go in groups of two
+    (the first row's output gradients held, the second's used as they arrive): each projection call
+    holds two rows of every example, and the exact PEFs equal the brute-force Fisher."""
+    import npeff.ops.pef.batch as batch_module
+    from npeff.ops.pef.per_example import row_group_size
+
+    assert row_group_size(5, row_bytes=10_000, memory_budget=4096) == 2
+    assert row_group_size(5, row_bytes=1_000, memory_budget=4096) == 5
+    assert row_group_size(1, row_bytes=10_000, memory_budget=4096) == 1
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 64), torch.nn.Tanh(), torch.nn.Linear(64, 5)).double()
+    examples = [{"input": torch.randn(6, dtype=torch.float64), "label": i % 5} for i in range(4)]
+    rows_per_call = []
+    original = batch_module.project
+
+    def recording(block, **kwargs):
+        rows_per_call.append((block.shape[0], block.shape[1]))
+        return original(block, **kwargs)
+
+    monkeypatch.setattr(batch_module, "project", recording)
+    budget = 4 * 64 * 8 // 2  # half of one row's output gradients (the 64 hidden outputs dominate)
+    pef = PefSpec(exact_rows="classes")  # 5 rows: groups of 2, 2, 1
+    projected = build_store(model, examples, None, tmp_path / "p", num_classes=5, dim=32, batch_size=4, pef=pef,
+                            memory_budget=budget)
+    n = projected.config.parameter_layout.n_total
+    covered = {}  # rows per call -> entries projected at that many rows
+    for rows, width in rows_per_call:
+        covered[rows] = covered.get(rows, 0) + width
+    assert covered == {4 * 2: 2 * n, 4 * 1: n}  # two passes over n at two rows, one at one
+    whole = build_store(model, examples, None, tmp_path / "w", num_classes=5, dim=32, batch_size=4, pef=pef)
+    np.testing.assert_allclose(projected.read(), whole.read(), **tolerances.FLOAT32_VS_FLOAT64)
+    exact = build_store(model, examples, None, tmp_path / "e", num_classes=5, projection="none", batch_size=4,
+                        pef=pef, memory_budget=budget)
+    params = list(model.parameters())
+    for b, example in enumerate(examples):
+        reference = lrm_rows(torch.log_softmax(model(example["input"][None])[0], 0), params)
+        assert gram_distance(rows_of(exact, b), unit_pef(reference)) < PEF_RTOL
+
+
+def test_each_layer_is_projected_while_the_backward_pass_goes_on(tmp_path, monkeypatch, tiny_models):
+    """With one row, a layer's parameters are projected as soon as the backward pass has produced
+    its output gradient: the last block's weights before the first block's output gradient exists
+    (so the model's output gradients are never all held at once)."""
+    import npeff.ops.pef.batch as batch_module
+    from npeff.ops.pef import per_example
+
+    model, tokenizer = load(tiny_models, "gpt2", "label-tokens")
+    events = []
+    original_project, original_backward = batch_module.project, per_example._Tap.backward
+
+    def project(block, **kwargs):
+        events.append(("project", kwargs["offset"]))
+        return original_project(block, **kwargs)
+
+    def backward(ctx, grad):
+        events.append(("gradient", type(ctx.recorder.calls[ctx.index].module).__name__, ctx.index))
+        return original_backward(ctx, grad)
+
+    monkeypatch.setattr(batch_module, "project", project)
+    monkeypatch.setattr(per_example._Tap, "backward", staticmethod(backward))
+    store = build_store(model, REVIEWS[:2], TASKS["label-tokens"], tmp_path / "s", tokenizer=tokenizer, dim=32,
+                        batch_size=2, pef=PefSpec(kind="gradient"))
+    layout = store.config.parameter_layout
+    last_block = layout.offsets[layout.names.index("transformer.h.1.mlp.c_proj.weight")]
+    first_gradient = min(i for i, event in enumerate(events) if event[0] == "gradient" and event[2] == 0)
+    assert events.index(("project", last_block)) < first_gradient
+    assert sum(event[0] == "project" for event in events) >= len(layout.names)
+    reference = build_store(model, REVIEWS[:2], TASKS["label-tokens"], tmp_path / "r", tokenizer=tokenizer,
+                            dim=32, batch_size=1, pef=PefSpec(kind="gradient"))
+    np.testing.assert_allclose(store.read(), reference.read(), **tolerances.FLOAT32_VS_FLOAT64)
+
+
 def test_tensors_of_rules_that_cannot_slice_are_cut_along_the_rows(tmp_path, tiny_models):
     """GPT-2's tied token embedding (an Embedding and the LM head share it) has no sliceable rule:
     under a tiny budget its rows are split instead, with the same PEFs."""
