@@ -46,7 +46,13 @@ from npeff.cli._common import DEVICE, DIRECTORY, command_line, echo_json, json_o
 @DEVICE
 @click.option("--dtype", type=click.Choice(["float32", "float64", "bfloat16"]), default="float32",
               show_default=True, help="Model dtype.")
-@click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=None,
+              help="Examples per batch [default: as many as --batch-memory holds, at most 128; 16 with "
+                   "--activations].")
+@click.option("--batch-memory", default=None,
+              help="Memory a batch may take beyond the model when the batch size is automatic (e.g. 2GB) "
+                   "[default: 1GiB]: its autograd graph, layer inputs, held gradients and projected rows, "
+                   "measured on one example.")
 @click.option("--max-examples", type=click.IntRange(1), default=None, help="Use the first N examples.")
 @click.option("--shard", default=None, help="i/N: build part i of N (join the parts with `npeff merge`).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted build of the same store.")
@@ -56,7 +62,8 @@ from npeff.cli._common import DEVICE, DIRECTORY, command_line, echo_json, json_o
 def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, gguf_file, revision, data_revision,
           exact_rows, gradient, divergence_gradient,
           activations, layer,
-          projection, dim, seed, include, exclude, device, dtype, batch_size, max_examples, shard, resume, overwrite,
+          projection, dim, seed, include, exclude, device, dtype, batch_size, batch_memory, max_examples, shard, resume,
+          overwrite,
           dry_run, as_json):
     """Compute per-example Fisher matrices of MODEL (a hub name or a local folder) on a dataset.
 
@@ -81,8 +88,8 @@ def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, g
         raise InvalidArgumentError(f"{' and '.join(rows)} exclude each other")
     if divergence_gradient and svd_rank is not None:
         raise InvalidArgumentError("--svd-rank does not apply to --divergence-gradient (rank 1 already)")
-    if activations and (svd_rank is not None or shard or dry_run):
-        raise InvalidArgumentError("--activations takes none of --svd-rank, --shard, --dry-run")
+    if activations and (svd_rank is not None or shard or dry_run or batch_memory is not None):
+        raise InvalidArgumentError("--activations takes none of --svd-rank, --shard, --dry-run, --batch-memory")
     if layer is not None and not activations:
         raise InvalidArgumentError("--layer applies to --activations")
     task = TaskSpec.from_yaml(task_file)
@@ -96,7 +103,7 @@ def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, g
         network, tokenizer = load_model_and_tokenizer(model, task.formulation, device=device, dtype=dtype,
                                                       gguf_file=gguf_file, revision=revision)
         result = build_activation_store(network, examples, task, out, tokenizer=tokenizer, layer=layer,
-                                        batch_size=batch_size, device=device, max_examples=max_examples,
+                                        batch_size=batch_size or 16, device=device, max_examples=max_examples,
                                         resume=resume, overwrite=overwrite, model_name=model, gguf_file=gguf_file,
                                         command=command_line(), progress=True)
         block = result.manifest["pef_spec"]["activation"]["layer"]
@@ -115,7 +122,7 @@ def build(model, data, data_config, split, task_file, out, eps_rows, svd_rank, g
                                                   gguf_file=gguf_file, revision=revision)
     result = build_store(
         network, examples, task, out, tokenizer=tokenizer, pef=pef, projection=projection, dim=dim,
-        seed=seed, include=include, exclude=exclude, batch_size=batch_size, device=device,
+        seed=seed, include=include, exclude=exclude, batch_size=batch_size, batch_memory=batch_memory, device=device,
         max_examples=max_examples, shard=shard_range, resume=resume, overwrite=overwrite,
         dry_run=dry_run, model_name=model, gguf_file=gguf_file, command=command_line(), progress=True,
         inputs=inputs,

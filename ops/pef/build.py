@@ -23,12 +23,15 @@ from npeff.cuda_ops import ProjectionSpec
 from npeff.errors import InvalidArgumentError
 from npeff.memory import require_memory
 from npeff.ops.pef.batch import MAX_STORED_PROBS, BatchSetup, batch_pefs
+from npeff.ops.pef.batch_size import DEFAULT_BATCH_MEMORY, choose_batch_size
 from npeff.ops.pef.formulations import Formulation, TensorClassifier, TensorRegressor, make_formulation
 from npeff.ops.pef.loading import model_identity
 from npeff.ops.pef.per_example import MEMORY_BUDGET, select_parameters
 from npeff.ops.pef.spec import PefSpec, eps_matrix
 from npeff.ops.pef.tasks import TaskError, TaskSpec
 from npeff.ops.stream.inputs import check_device
+from npeff.ops.stream.plan import parse_bytes
+from npeff.progress import log
 from npeff.store import PefStore, create_store
 from npeff.store._files import refuse_resume_with_overwrite
 
@@ -92,7 +95,8 @@ def build_store(
     seed: int = 0,
     include: tuple[str, ...] = (),
     exclude: tuple[str, ...] = (),
-    batch_size: int = 16,
+    batch_size: int | None = None,
+    batch_memory: int | str | None = None,
     device: str = "cpu",
     max_examples: int | None = None,
     shard: tuple[int, int] | None = None,
@@ -120,6 +124,10 @@ def build_store(
         pef: exact / eps / gradient rows, SVD rank, EPS seed.
         projection: ``"ssp-v1"`` (to ``dim`` dimensions with ``seed``) or ``"none"`` (d = n).
         include, exclude: parameter-name globs (default: all but embeddings and norms).
+        batch_size: examples per batch; None: as many as ``batch_memory`` holds (see
+            :func:`~npeff.ops.pef.batch_size.choose_batch_size`, at most 128; logged).
+        batch_memory: bytes a batch may take beyond the model when the batch size is automatic
+            (an int or text like ``"2GB"``; default 1 GiB).
         max_examples, shard: the example range (the first ``max_examples``, part ``i`` of ``N``).
         model_name, gguf_file: recorded in the manifest's model identity (the name or folder the
             model was loaded from, and the GGUF file in it, if any).
@@ -142,11 +150,18 @@ def build_store(
         The finalized store (or the plan for ``dry_run``).
 
     Notes:
-        Memory: the model, one batch's activations times the number of rows, and one parameter
-        tensor's per-example gradients ``[batch * rows, n_tensor]`` at a time, plus ``[batch *
-        rows, d]`` projected rows. Never ``rows * n`` for the whole model (paper, sec. 2.2.1).
+        Memory: the model, one batch's activations (its autograd graph and recorded layer inputs),
+        the output gradients of one row while rows go in groups, and one block of per-example
+        gradients of at most ``memory_budget`` at a time, plus ``[batch, rows, d]`` projected rows.
+        Never ``rows * n`` for the whole model (paper, sec. 2.2.1).
     """
     refuse_resume_with_overwrite(resume, overwrite)
+    if batch_size is not None and batch_memory is not None:
+        raise InvalidArgumentError("--batch-memory sets the automatic batch size: give it or --batch-size, "
+                                   "not both")
+    if batch_size is not None and batch_size < 1:
+        raise InvalidArgumentError(f"--batch-size must be at least 1, got {batch_size}")
+    batch_memory = DEFAULT_BATCH_MEMORY if batch_memory is None else parse_bytes(batch_memory)
     check_device(device)
     model.eval()
     parameter_dtype = next(model.parameters()).dtype
@@ -169,6 +184,15 @@ def build_store(
     if task is not None and tokenizer is not None:
         task.check_examples(_columns(examples, (*task.fields, task.label_field), start, stop),
                             None if regression else classes, offset=start)
+    setup = BatchSetup(
+        formulation=formulation, task=task, included=included, layout=layout, pef=pef,
+        eps=eps_matrix(pef, classes, dtype=parameter_dtype, device=device), projection=projection_spec,
+        dim=dim, backend=backend, dtype=parameter_dtype, memory_budget=memory_budget,
+    )
+    if batch_size is None:
+        choice = choose_batch_size(setup, examples, start, stop, batch_memory)
+        batch_size = choice.batch_size
+        log.info(choice.describe())
     require_memory(3 * min(batch_size, max(stop - start, 1)) * rank * dim * 4,
                    f"the projected rows of a batch ({batch_size} x {rank} x {dim:,} float32, with the store's "
                    f"shard buffers)", "choose a smaller --dim or --batch-size")
@@ -195,11 +219,8 @@ def build_store(
         inputs=inputs,
     )
     try:
-        return _compute_into(writer, examples, indices=(start, stop), progress=progress, setup=BatchSetup(
-        formulation=formulation, task=task, included=included, layout=layout, pef=pef,
-        eps=eps_matrix(pef, classes, dtype=parameter_dtype, device=device), projection=projection_spec,
-        dim=dim, backend=backend, dtype=parameter_dtype, memory_budget=memory_budget,
-        ), batch_size=batch_size)
+        return _compute_into(writer, examples, indices=(start, stop), progress=progress, setup=setup,
+                             batch_size=batch_size)
     except BaseException:
         writer.abort()
         if created and writer.num_examples == 0:  # nothing committed: leave no store behind
