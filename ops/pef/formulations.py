@@ -5,6 +5,8 @@ Inputs are right-padded; a causal LM's distribution is read at each example's la
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
@@ -22,6 +24,11 @@ class Formulation:
 
     def __init__(self, task: TaskSpec, model: nn.Module, tokenizer, device):
         self.task, self.model, self.tokenizer, self.device = task, model, tokenizer, device
+        forward = getattr(model, "forward", None)
+        try:
+            self._keeps_logits = forward is not None and "logits_to_keep" in inspect.signature(forward).parameters
+        except (TypeError, ValueError):
+            self._keeps_logits = False
 
     def _encode(self, texts: list[str]) -> list[list[int]]:
         ids = self.tokenizer(list(texts), add_special_tokens=True)["input_ids"]
@@ -41,10 +48,22 @@ class Formulation:
         return ids.to(self.device), mask.to(self.device)
 
     def _last_token_logits(self, texts):
+        """``[B, V]`` logits at each text's last token. A causal LM that takes ``logits_to_keep``
+        (Hugging Face's) computes its head at the distinct last positions only: ``[B, P, V]``
+        instead of ``[B, T, V]`` in the forward pass, and as a gradient in each backward pass."""
         ids, mask = self._pad(self._encode(texts))
-        logits = _logits(self.model(input_ids=ids, attention_mask=mask))
         last = mask.sum(dim=1) - 1
-        return logits[torch.arange(len(texts), device=logits.device), last]
+        rows = torch.arange(len(texts), device=ids.device)
+        if not self._keeps_logits:
+            return _logits(self.model(input_ids=ids, attention_mask=mask))[rows, last]
+        keep, position = torch.unique(last, return_inverse=True)
+        logits = _logits(self.model(input_ids=ids, attention_mask=mask, logits_to_keep=keep))
+        if logits.shape[1] == keep.numel():
+            return logits[rows, position]
+        if logits.shape[1] == ids.shape[1]:  # a model that takes the argument but keeps every position
+            return logits[rows, last]
+        raise TaskError(f"the model returned logits at {logits.shape[1]} positions for logits_to_keep of "
+                        f"{keep.numel()} positions in sequences of {ids.shape[1]}")
 
     def log_probs(self, texts: list[str]):
         raise NotImplementedError
