@@ -19,7 +19,8 @@ Per batch of B examples with r rows each:
 
 Figures: seconds per batch (median of the batches after the first), examples/s at several batch
 sizes with the default rows (C - 1 = 1 for two labels), npeff/floor at r = 1 and at r = 2 (one row
-per class), and peak RSS above the loaded model at batch 32 (a fresh process).
+per class), examples/s with every setting at its default (the batch size chosen from the batch
+memory), and peak RSS above the loaded model at batch 32 (a fresh process).
 """
 
 from __future__ import annotations
@@ -109,6 +110,40 @@ def npeff_seconds(model, tokenizer, data, batch_size: int, exact_rows: str, dim:
                         batch_size=batch_size, pef=PefSpec(exact_rows=exact_rows), model_name="smollm2")
             times.append(time.perf_counter() - began)
     return times
+
+
+def default_build(model, tokenizer, data, dim: int) -> dict:
+    """``build_store`` with the default settings (the batch size chosen from the default batch
+    memory, C - 1 rows) over two of its batches: the batch size, the measured bytes per example and
+    examples/s over the whole build."""
+    import logging
+
+    from npeff.ops import build_store
+
+    messages = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    logger, handler = logging.getLogger("npeff"), Keep()
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        with tempfile.TemporaryDirectory() as scratch:  # a probe of one example gives the batch size
+            build_store(model, data[:1], task(), Path(scratch) / "probe", tokenizer=tokenizer, dim=dim)
+            chosen = int(next(m for m in messages if m.startswith("batch size")).split()[2])
+            count = min(len(data), 2 * chosen)
+            began = time.perf_counter()
+            build_store(model, data[:count], task(), Path(scratch) / "s", tokenizer=tokenizer, dim=dim,
+                        model_name="smollm2")
+            seconds = time.perf_counter() - began
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return {"batch_size": int(messages[-1].split()[2]), "choice": messages[-1], "examples": count,
+            "seconds": round(seconds, 2), "examples_per_s": round(count / seconds, 2)}
 
 
 def floor_seconds(model, tokenizer, batch, rows: int, dim: int) -> dict:
@@ -227,5 +262,6 @@ def run(batches=(8, 32, 64, 128), dim: int = 8192) -> dict:
     for batch in batches:
         times = npeff_seconds(model, tokenizer, data[:2 * batch], batch, "complement", dim)
         results["examples_per_s"][batch] = round(batch / times[-1], 2)
+    results["default_settings"] = default_build(model, tokenizer, examples(256), dim)
     results["rss_batch_32"] = peak_rss_above_model(32, dim)
     return results
