@@ -179,12 +179,21 @@ def main():
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--dim", type=int, default=8192)
     parser.add_argument("--json", help="also write the result to this file")
+    parser.add_argument("--device", default="cpu", help="--model smollm2: torch device of the build (cpu, cuda)")
+    parser.add_argument("--model-dir", help="--model smollm2: a folder written by --save-model-dir (config and "
+                                            "tokenizer; random weights), for a machine without the GGUF file")
+    parser.add_argument("--save-model-dir", help="--model smollm2: write the model's config and tokenizer here and stop")
+    parser.add_argument("--batches", default="8,32,64,128", help="--model smollm2: batch sizes for examples/s")
     args = parser.parse_args()
     if args.model == "smollm2":
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        from bench.real_model_build import run
+        from bench.real_model_build import run, save_model_dir
 
-        result = run(dim=args.dim)
+        if args.save_model_dir:
+            save_model_dir(args.save_model_dir)
+            return
+        result = run(batches=tuple(int(b) for b in args.batches.split(",")), dim=args.dim, device=args.device,
+                     model_dir=args.model_dir)
         print(json.dumps(result, indent=1))
     else:
         result = memory(args) if args.memory else speed(args)

@@ -183,3 +183,15 @@ def test_clusters_equal_one_process(tmp_path):
         remote = decompose(store, 3, cluster=cluster.scheduler_address, **kwargs)
     for name in ("W", "H", "losses"):
         np.testing.assert_allclose(remote[name], single[name], **tolerances.FLOAT64_REDUCED_ELSEWHERE)
+
+
+@pytest.mark.gpu
+def test_on_the_gpu_equals_the_cpu(tmp_path):
+    store = make_store(tmp_path / "s", random_pefs(m=14, seed=9), shard=4)
+    kwargs = dict(warmup_steps=2, joint_steps=3, warmup_lr=0.05, joint_lr=0.05, dtype="float64")
+    on_cpu = decompose(store, 3, **kwargs)
+    on_gpu = decompose(store, 3, device="cuda", **kwargs)
+    streamed = decompose(store, 3, device="cuda", device_memory_budget="64KiB", **kwargs)
+    for name in ("W", "H", "losses"):
+        np.testing.assert_allclose(on_gpu[name], on_cpu[name], **tolerances.FLOAT64_REDUCED_ELSEWHERE)
+        np.testing.assert_allclose(streamed[name], on_cpu[name], **tolerances.FLOAT64_REDUCED_ELSEWHERE)
