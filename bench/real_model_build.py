@@ -149,8 +149,8 @@ def npeff_seconds(model, tokenizer, data, batch_size: int, exact_rows: str, dim:
 
 def default_build(model, tokenizer, data, dim: int, device: str = "cpu") -> dict:
     """``build_store`` with the default settings (the batch size chosen from the default batch
-    memory, C - 1 rows) over two of its batches: the batch size, the measured bytes per example and
-    examples/s over the whole build."""
+    memory, C - 1 rows) over ``data``: the batch size, the measured bytes per example and examples/s
+    over the whole build (the choice's probe included)."""
     import logging
 
     from npeff.ops import build_store
@@ -166,20 +166,17 @@ def default_build(model, tokenizer, data, dim: int, device: str = "cpu") -> dict
     level = logger.level
     logger.setLevel(logging.INFO)
     try:
-        with tempfile.TemporaryDirectory() as scratch:  # a probe of one example gives the batch size
-            build_store(model, data[:1], task(), Path(scratch) / "probe", tokenizer=tokenizer, dim=dim,
-                        device=device)
-            chosen = int(next(m for m in messages if m.startswith("batch size")).split()[2])
-            count = min(len(data), 2 * chosen)
+        with tempfile.TemporaryDirectory() as scratch:
             began = time.perf_counter()
-            build_store(model, data[:count], task(), Path(scratch) / "s", tokenizer=tokenizer, dim=dim,
+            build_store(model, data, task(), Path(scratch) / "s", tokenizer=tokenizer, dim=dim,
                         model_name="smollm2", device=device)
             seconds = time.perf_counter() - began
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
-    return {"batch_size": int(messages[-1].split()[2]), "choice": messages[-1], "examples": count,
-            "seconds": round(seconds, 2), "examples_per_s": round(count / seconds, 2)}
+    choice = next(m for m in messages if m.startswith("batch size"))
+    return {"batch_size": int(choice.split()[2]), "choice": choice, "examples": len(data),
+            "seconds": round(seconds, 2), "examples_per_s": round(len(data) / seconds, 2)}
 
 
 def floor_seconds(model, tokenizer, batch, rows: int, dim: int, device: str = "cpu") -> dict:
@@ -331,7 +328,7 @@ def run(batches=(8, 32, 64, 128), dim: int = 8192, device: str = "cpu", model_di
     for batch in batches:
         times = npeff_seconds(model, tokenizer, data[:2 * batch], batch, "complement", dim, device)
         results["examples_per_s"][batch] = round(batch / times[-1], 2)
-    results["default_settings"] = default_build(model, tokenizer, examples(256), dim, device)
+    results["default_settings"] = default_build(model, tokenizer, examples(128), dim, device)
     if not on_gpu:
         results["rss_batch_32"] = peak_rss_above_model(32, dim)
     return results
