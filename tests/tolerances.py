@@ -32,6 +32,11 @@ FLOAT32_STORED_ROWS = dict(rtol=1e-7, atol=1e-6)
 #: class probabilities stored in float32 against float64 ones of a single unpadded forward pass.
 FLOAT32_STORED_PROBS = dict(rtol=1e-5)
 
+#: a float32 build on a CUDA GPU against the same build on the CPU: float32 gradients from other
+#: kernels (other summation orders in the matrix products) and projections summed in another order;
+#: atol is this rtol times the largest stored value.
+FLOAT32_BUILD_ON_ANOTHER_DEVICE = dict(rtol=1e-4)
+
 #: the sum of per-tensor float32 projections against one float32 projection of the whole row: a
 #: sum over ~n terms in another order; atol is this rtol times the largest projected value.
 FLOAT32_PROJECTION_REGROUPED = dict(rtol=1e-4)

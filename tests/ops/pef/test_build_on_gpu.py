@@ -31,7 +31,7 @@ def test_rows_built_on_the_gpu_equal_the_cpu_build(tmp_path, tiny_models, name, 
                                      dim=64, device=device, backend=device, batch_size=2, memory_budget=4096)
         assert last_backend() == device
     cpu, gpu = stores["cpu"].read(), stores["cuda"].read()
-    rtol = tolerances.FLOAT32_PROJECTION_REGROUPED["rtol"]
+    rtol = tolerances.FLOAT32_BUILD_ON_ANOTHER_DEVICE["rtol"]
     np.testing.assert_allclose(gpu, cpu, rtol=rtol, atol=rtol * np.abs(cpu).max())
     np.testing.assert_allclose(stores["cuda"].examples["pef_norm"], stores["cpu"].examples["pef_norm"], rtol=rtol)
 
